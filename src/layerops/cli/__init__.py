@@ -1,0 +1,1 @@
+"""The `layerops` command line: a thin shell over the layers."""

@@ -1,0 +1,94 @@
+"""Candidate models: how each is built and what it searches by default.
+
+A search space maps a parameter to a fixed value, a list of choices, or a range
+`{"low", "high", "log"?, "step"?}`. The spec's parameters override these defaults key by key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightgbm import LGBMClassifier, LGBMRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from xgboost import XGBClassifier, XGBRegressor
+
+from layerops.bundle.estimators import OneRuleClassifier, OneRuleRegressor
+from layerops.spec import CandidateSpec, Task
+
+Space = dict[str, Any]
+
+_DEFAULT_SPACES: dict[str, Space] = {
+    "baseline": {},
+    "linear": {},  # filled per task below
+    "decision_tree": {"max_depth": {"low": 2, "high": 12}, "min_samples_leaf": {"low": 1, "high": 20}},
+    "random_forest": {
+        "n_estimators": {"low": 50, "high": 200, "step": 25},
+        "max_depth": {"low": 3, "high": 16},
+        "min_samples_leaf": {"low": 1, "high": 10},
+    },
+    "xgboost": {
+        "n_estimators": {"low": 50, "high": 300, "step": 25},
+        "max_depth": {"low": 2, "high": 8},
+        "learning_rate": {"low": 0.02, "high": 0.3, "log": True},
+        "subsample": {"low": 0.6, "high": 1.0},
+    },
+    "lightgbm": {
+        "n_estimators": {"low": 50, "high": 300, "step": 25},
+        "num_leaves": {"low": 8, "high": 64},
+        "learning_rate": {"low": 0.02, "high": 0.3, "log": True},
+        "min_child_samples": {"low": 5, "high": 40},
+    },
+}
+
+_LINEAR_SPACES: dict[Task, Space] = {
+    "classification": {"C": {"low": 1e-3, "high": 100.0, "log": True}},
+    "regression": {"alpha": {"low": 1e-4, "high": 100.0, "log": True}},
+}
+
+
+def search_space(candidate: CandidateSpec, task: Task) -> Space:
+    """The candidate's default space for `task`, overridden by the spec's parameters."""
+    defaults = _LINEAR_SPACES[task] if candidate.name == "linear" else _DEFAULT_SPACES[candidate.name]
+    space = dict(defaults)
+    if candidate.name == "linear":
+        # C belongs to the classifier and alpha to the regressor: keep only what fits the task.
+        allowed = {"C", "max_iter"} if task == "classification" else {"alpha", "max_iter"}
+        space.update({k: v for k, v in candidate.params.items() if k in allowed})
+    else:
+        space.update(candidate.params)
+    return space
+
+
+def is_fixed(space: Space) -> bool:
+    """True when no parameter in the space varies (one trial is enough)."""
+    return not any(isinstance(v, dict | list) for v in space.values())
+
+
+def make_estimator(name: str, task: Task, params: dict[str, Any], *, seed: int) -> Any:
+    """A fresh, unfitted estimator for candidate `name` with `params`."""
+    classify = task == "classification"
+    if name == "baseline":
+        return OneRuleClassifier() if classify else OneRuleRegressor()
+    if name == "linear":
+        if classify:
+            return LogisticRegression(max_iter=params.pop("max_iter", 2000), random_state=seed, **params)
+        return Ridge(random_state=seed, **params)
+    if name == "decision_tree":
+        cls = DecisionTreeClassifier if classify else DecisionTreeRegressor
+        return cls(random_state=seed, **params)
+    if name == "random_forest":
+        params.setdefault("n_jobs", -1)
+        cls_rf = RandomForestClassifier if classify else RandomForestRegressor
+        return cls_rf(random_state=seed, **params)
+    if name == "xgboost":
+        params.setdefault("n_jobs", 2)
+        if classify:
+            return XGBClassifier(random_state=seed, tree_method="hist", **params)
+        return XGBRegressor(random_state=seed, tree_method="hist", **params)
+    if name == "lightgbm":
+        params.setdefault("n_jobs", 2)
+        cls_lgbm = LGBMClassifier if classify else LGBMRegressor
+        return cls_lgbm(random_state=seed, verbose=-1, deterministic=True, force_row_wise=True, **params)
+    raise ValueError(f"unknown candidate {name!r}")  # the spec refuses unknown names first
