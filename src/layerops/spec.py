@@ -338,11 +338,18 @@ def parse_spec(raw: Any, *, base_dir: Path = Path("."), source: str = "spec") ->
                 lines.append(message)
             else:
                 lines.append(f"{loc}: {message}" if loc else message)
-        raise SpecError(f"{source}: invalid spec\n  " + "\n  ".join(lines)) from None
+        raise _spec_error(source, lines) from None
     problems = _candidate_problems(spec)
     if problems:
-        raise SpecError(f"{source}: invalid spec\n  " + "\n  ".join(problems))
+        raise _spec_error(source, problems)
     return spec
+
+
+def _spec_error(source: str, problems: list[str]) -> SpecError:
+    """One line for one problem; a count and one line per problem otherwise."""
+    if len(problems) == 1:
+        return SpecError(f"{source}: {problems[0]}")
+    return SpecError(f"{source}: {len(problems)} problems\n  " + "\n  ".join(problems))
 
 
 def load_spec(path: str | Path) -> PipelineSpec:

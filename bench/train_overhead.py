@@ -1,0 +1,112 @@
+"""Wall time of `layerops train` (one random-forest candidate) beside a bare scikit-learn script.
+
+Both run as fresh processes on the same generated data set (200,000 rows × 20 features by
+default) and fit the same forest on the same train split; layerops also validates, cleans,
+measures latency, exports and checks ONNX, profiles the data, logs to MLflow and registers.
+
+    uv run python bench/train_overhead.py [--rows 200000] [--trees 100] [--repeats 1]
+
+Goal: layerops' overhead under 10% plus 3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from layerops.datasets import synthetic_classification
+
+BARE = textwrap.dedent(
+    """
+    import sys
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame = pd.read_csv(sys.argv[1])
+    y = frame.pop("label").to_numpy()
+    x = frame.astype("float64")
+    n = len(x)
+    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=round(n * 0.2), random_state=42, stratify=y)
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=round(n * 0.2), random_state=42, stratify=y_rest
+    )
+    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    model = Pipeline([
+        ("preprocess", ColumnTransformer([("num", numeric, list(x.columns))])),
+        ("model", RandomForestClassifier(
+            n_estimators=int(sys.argv[2]), max_depth=int(sys.argv[3]), n_jobs=-1, random_state=42)),
+    ])
+    model.fit(x_train, y_train)
+    print("val accuracy", (model.predict(x_val) == y_val).mean())
+    """
+)
+
+SPEC = """
+name: bench_forest
+data: {{path: {data}}}
+target: label
+task: classification
+cleaning: {{outliers: {{method: none}}, collinearity_threshold: null, drop_duplicates: true}}
+candidates:
+  - name: random_forest
+    params: {{n_estimators: {trees}, max_depth: {depth}, min_samples_leaf: 1}}
+selection: {{metric: accuracy}}
+"""
+
+
+def _timed(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    """Run both, print the wall times, the overhead and the ratio."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--trees", type=int, default=100)
+    parser.add_argument("--depth", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="layerops-bench-") as tmp:
+        folder = Path(tmp)
+        data = folder / "data.csv"
+        synthetic_classification(args.rows, features=20, seed=0).to_csv(data, index=False)
+        spec = folder / "spec.yaml"
+        spec.write_text(SPEC.format(data=data, trees=args.trees, depth=args.depth))
+        bare = folder / "bare.py"
+        bare.write_text(BARE)
+        bin_dir = Path(sys.executable).parent
+        env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        bare_times, layerops_times = [], []
+        for i in range(args.repeats):
+            bare_cmd = [sys.executable, str(bare), str(data), str(args.trees), str(args.depth)]
+            bare_times.append(_timed(bare_cmd, env))
+            home = folder / f"home{i}"
+            layerops_cmd = [str(bin_dir / "layerops"), "--home", str(home), "train", str(spec), "--quiet"]
+            layerops_times.append(_timed(layerops_cmd, env))
+    bare_s = statistics.median(bare_times)
+    ours_s = statistics.median(layerops_times)
+    budget = bare_s * 1.10 + 3.0
+    print(f"data set: {args.rows:,} rows × 20 features; random forest {args.trees} trees, max_depth {args.depth}")
+    print(f"bare scikit-learn script : {bare_s:8.2f} s")
+    print(f"layerops train           : {ours_s:8.2f} s")
+    print(f"overhead                 : {ours_s - bare_s:8.2f} s  (ratio {ours_s / bare_s:.3f}×)")
+    print(f"goal (bare × 1.10 + 3 s) : {budget:8.2f} s  -> {'met' if ours_s <= budget else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
