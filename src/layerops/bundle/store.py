@@ -5,15 +5,50 @@ Folder layout:
     model.skops     the fitted sklearn Pipeline (raw feature frame -> prediction)
     model.onnx      optional ONNX export of the same pipeline
     manifest.json   {"format_version", "files": {name: sha256}, "trusted_types": [...]}
+
+Trust model: the manifest pins every other file by SHA-256 and lists the skops types the saver
+had to trust. The manifest's own SHA-256 (`bundle_digest`) is the one value a registry stores; a
+loader that knows it (`expected_digest`) detects any change. Without it, the type policy below
+still refuses types outside the libraries a layerops model is built from.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from layerops.bundle.metadata import BundleMetadata
+from layerops.errors import BundleError
+
+MANIFEST_FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+MODEL_FILE = "model.skops"
+ONNX_FILE = "model.onnx"
+MANIFEST_FILE = "manifest.json"
+_KNOWN_FILES = frozenset({METADATA_FILE, MODEL_FILE, ONNX_FILE})
+
+_TRUSTED_ROOTS = frozenset({"sklearn", "numpy", "scipy", "xgboost", "lightgbm", "collections"})
+"""Top-level packages whose types a bundle may ask skops to trust."""
+_TRUSTED_PREFIXES = ("layerops.bundle.",)
+_SAFE_BUILTINS = frozenset(
+    {"bool", "bytes", "complex", "dict", "float", "frozenset", "int", "list", "set", "slice", "str", "tuple"}
+)
+"""`builtins` names that are plain data types (never functions such as `eval` or `getattr`)."""
+_FORBIDDEN_PARTS = frozenset(
+    {
+        "eval", "exec", "compile", "system", "popen", "spawn", "load", "loads", "fromfile",
+        "runstring", "testing", "f2py", "distutils", "ctypeslib", "ctypes", "subprocess",
+        "__import__", "getattr", "setattr", "open",
+    }
+)  # fmt: skip
+"""Name parts that never belong to a model, even inside an allowed package (e.g. `numpy.load`)."""
 
 
 @dataclass
@@ -28,14 +63,173 @@ class ModelBundle:
 
 def save_bundle(bundle: ModelBundle, folder: Path) -> str:
     """Write the bundle into `folder` (created; must be empty); return the manifest's SHA-256."""
-    raise NotImplementedError
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise BundleError(f"cannot save a bundle into {folder}: it is not an empty folder")
+    if bundle.model is None:
+        raise BundleError(f"cannot save bundle {bundle.metadata.name!r}: it has no native model")
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write(bundle, folder)
+    except BaseException:
+        _clean(folder, remove_folder=created)
+        raise
 
 
 def load_bundle(folder: Path, *, expected_digest: str | None = None, native: bool = True) -> ModelBundle:
     """Verify and read a bundle folder; `native=False` skips the skops model."""
-    raise NotImplementedError
+    folder = Path(folder)
+    manifest_bytes = _read(folder / MANIFEST_FILE)
+    if expected_digest is not None and _sha256(manifest_bytes) != expected_digest:
+        raise BundleError(
+            f"bundle {folder}: manifest.json has SHA-256 {_sha256(manifest_bytes)[:12]}…, "
+            f"expected {expected_digest[:12]}… (the bundle was changed after registration)"
+        )
+    files, trusted = _parse_manifest(manifest_bytes, folder)
+    contents = {name: _verified(folder, name, digest) for name, digest in files.items()}
+    metadata = _parse_metadata(contents[METADATA_FILE], folder)
+    model = _load_native(contents[MODEL_FILE], trusted, folder) if native else None
+    return ModelBundle(model=model, metadata=metadata, onnx_model=contents.get(ONNX_FILE))
 
 
 def bundle_digest(folder: Path) -> str:
     """SHA-256 of the folder's manifest.json: one value that pins every file."""
-    raise NotImplementedError
+    return _sha256(_read(Path(folder) / MANIFEST_FILE))
+
+
+def _write(bundle: ModelBundle, folder: Path) -> str:
+    import skops.io as sio  # imports scikit-learn: seconds, so only when a bundle is written
+
+    model_path = folder / MODEL_FILE
+    try:
+        sio.dump(bundle.model, model_path)
+    except Exception as exc:
+        raise BundleError(
+            f"cannot save the model of bundle {bundle.metadata.name!r} with skops: {exc}"
+        ) from exc
+    trusted = sorted(sio.get_untrusted_types(file=model_path))
+    refused = _refused_types(trusted)
+    if refused:
+        raise BundleError(
+            f"bundle {bundle.metadata.name!r} needs types outside the trusted libraries: {', '.join(refused)}"
+        )
+    (folder / METADATA_FILE).write_text(bundle.metadata.model_dump_json(indent=2), encoding="utf-8")
+    if bundle.onnx_model is not None:
+        (folder / ONNX_FILE).write_bytes(bundle.onnx_model)
+    files = {path.name: _sha256(path.read_bytes()) for path in sorted(folder.iterdir())}
+    manifest = {"format_version": MANIFEST_FORMAT_VERSION, "files": files, "trusted_types": trusted}
+    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    (folder / MANIFEST_FILE).write_bytes(data)
+    return _sha256(data)
+
+
+def _clean(folder: Path, *, remove_folder: bool) -> None:
+    if remove_folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for path in folder.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise BundleError(f"bundle {path.parent}: {path.name} is missing") from exc
+    except OSError as exc:
+        raise BundleError(f"bundle {path.parent}: cannot read {path.name}: {exc.strerror}") from exc
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _parse_manifest(data: bytes, folder: Path) -> tuple[dict[str, str], list[str]]:
+    try:
+        manifest = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"bundle {folder}: manifest.json is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"bundle {folder}: manifest.json is not a JSON object")
+    version = manifest.get("format_version")
+    if version != MANIFEST_FORMAT_VERSION:
+        raise BundleError(
+            f"bundle {folder}: manifest format_version {version!r} is not supported "
+            f"(this layerops reads {MANIFEST_FORMAT_VERSION})"
+        )
+    files = manifest.get("files")
+    trusted = manifest.get("trusted_types")
+    if not isinstance(files, dict) or not all(
+        isinstance(name, str) and isinstance(digest, str) for name, digest in files.items()
+    ):
+        raise BundleError(f"bundle {folder}: manifest.json 'files' must map file names to SHA-256 strings")
+    if not isinstance(trusted, list) or not all(isinstance(name, str) for name in trusted):
+        raise BundleError(f"bundle {folder}: manifest.json 'trusted_types' must be a list of strings")
+    unknown = sorted(set(files) - _KNOWN_FILES)
+    if unknown:
+        raise BundleError(f"bundle {folder}: manifest.json lists unexpected files: {', '.join(unknown)}")
+    for required in (METADATA_FILE, MODEL_FILE):
+        if required not in files:
+            raise BundleError(f"bundle {folder}: manifest.json does not list {required}")
+    return dict(files), list(trusted)
+
+
+def _verified(folder: Path, name: str, digest: str) -> bytes:
+    data = _read(folder / name)
+    if _sha256(data) != digest:
+        raise BundleError(f"bundle {folder}: {name} does not match its SHA-256 in manifest.json (tampered?)")
+    return data
+
+
+def _parse_metadata(data: bytes, folder: Path) -> BundleMetadata:
+    try:
+        return BundleMetadata.model_validate_json(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(root)"
+        raise BundleError(
+            f"bundle {folder}: metadata.json is invalid at {where}: {first['msg']}"
+            + (f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
+        ) from exc
+
+
+def _load_native(data: bytes, trusted: list[str], folder: Path) -> Any:
+    import skops.io as sio  # imports scikit-learn: seconds, so only when a model is loaded
+
+    refused = _refused_types(trusted)
+    if refused:
+        raise BundleError(
+            f"bundle {folder}: manifest.json trusts types outside the allowed libraries: {', '.join(refused)}"
+        )
+    try:
+        needed = sio.get_untrusted_types(data=data)
+    except Exception as exc:
+        raise BundleError(f"bundle {folder}: {MODEL_FILE} is not a readable skops file: {exc}") from exc
+    missing = sorted(set(needed) - set(trusted))
+    if missing:
+        raise BundleError(
+            f"bundle {folder}: {MODEL_FILE} needs types manifest.json does not trust: {', '.join(missing)}"
+        )
+    try:
+        return sio.load(io.BytesIO(data), trusted=trusted)
+    except Exception as exc:
+        raise BundleError(f"bundle {folder}: cannot load {MODEL_FILE}: {exc}") from exc
+
+
+def _refused_types(types: list[str]) -> list[str]:
+    return [name for name in types if not _allowed_type(name)]
+
+
+def _allowed_type(name: str) -> bool:
+    parts = name.split(".")
+    if any(part in _FORBIDDEN_PARTS or not part.isidentifier() for part in parts):
+        return False
+    if parts[0] == "builtins":
+        return len(parts) == 2 and parts[1] in _SAFE_BUILTINS
+    if len(parts) < 2:
+        return False
+    return parts[0] in _TRUSTED_ROOTS or name.startswith(_TRUSTED_PREFIXES)

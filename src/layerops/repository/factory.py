@@ -1,0 +1,29 @@
+"""Build the configured model repository from settings (the one place that picks the backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from layerops.repository.api import ModelRepository
+from layerops.settings import Settings
+
+
+def open_repository(settings: Settings) -> ModelRepository:
+    """The `MlflowRepository` for the settings' tracking URI, registry URI and artifact root."""
+    from sqlalchemy.engine import make_url
+
+    from layerops.repository.mlflow_repo import MlflowRepository  # mlflow takes seconds to import
+
+    tracking_uri = settings.resolved_tracking_uri()
+    if not settings.tracking_uri:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    if tracking_uri.startswith("sqlite:"):
+        database = make_url(tracking_uri).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowRepository(
+        tracking_uri,
+        registry_uri=settings.registry_uri,
+        artifact_root=settings.resolved_artifact_root(),
+        cache_dir=settings.home.resolve() / "cache" / "bundles",
+    )
