@@ -38,7 +38,9 @@ BARE = textwrap.dedent(
     y = frame.pop("label").to_numpy()
     x = frame.astype("float64")
     n = len(x)
-    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=round(n * 0.2), random_state=42, stratify=y)
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        x, y, test_size=round(n * 0.2), random_state=42, stratify=y
+    )
     x_train, x_val, y_train, y_val = train_test_split(
         x_rest, y_rest, test_size=round(n * 0.2), random_state=42, stratify=y_rest
     )
@@ -74,7 +76,9 @@ def _timed(command: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     """Run both, print the wall times, the overhead and the ratio."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--depth", type=int, default=12)
@@ -101,7 +105,10 @@ def main() -> None:
     bare_s = statistics.median(bare_times)
     ours_s = statistics.median(layerops_times)
     budget = bare_s * 1.10 + 3.0
-    print(f"data set: {args.rows:,} rows × 20 features; random forest {args.trees} trees, max_depth {args.depth}")
+    print(
+        f"data set: {args.rows:,} rows × 20 features; "
+        f"random forest {args.trees} trees, max_depth {args.depth}"
+    )
     print(f"bare scikit-learn script : {bare_s:8.2f} s")
     print(f"layerops train           : {ours_s:8.2f} s")
     print(f"overhead                 : {ours_s - bare_s:8.2f} s  (ratio {ours_s / bare_s:.3f}×)")

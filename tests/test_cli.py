@@ -27,7 +27,9 @@ tuning: {{trials: 2}}
 """
 
 
-def invoke(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
+def invoke(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["layerops", *args])
     monkeypatch.setenv("COLUMNS", "200")
     with pytest.raises(SystemExit) as info:
@@ -37,11 +39,19 @@ def invoke(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, 
     return int(info.value.code or 0), out, err
 
 
-def _write(folder: Path, frame: pd.DataFrame, *, target: str = "species", candidate: str = "baseline",
-           data: str = "data.csv", name: str = "iris") -> Path:
+def _write(
+    folder: Path,
+    frame: pd.DataFrame,
+    *,
+    target: str = "species",
+    candidate: str = "baseline",
+    data: str = "data.csv",
+    name: str = "iris",
+    extra: str = "",
+) -> Path:
     frame.to_csv(folder / "data.csv", index=False)
     spec = folder / "spec.yaml"
-    spec.write_text(GOOD_SPEC.format(name=name, data=data, target=target, candidate=candidate))
+    spec.write_text(GOOD_SPEC.format(name=name, data=data, target=target, candidate=candidate) + extra)
     return spec
 
 
@@ -52,8 +62,13 @@ def _cases(folder: Path, iris: pd.DataFrame) -> dict[str, tuple[Path, str]]:
         ("target_missing", iris, {"target": "colour"}, "colour"),
         ("single_class", iris.assign(species="setosa"), {}, "single class"),
         ("unknown_candidate", iris, {"candidate": "svm"}, "unknown candidate 'svm'"),
-        ("all_missing_column", iris.assign(empty=np.nan), {}, "empty"),
-        ("empty_after_cleaning", iris.assign(species=np.nan), {}, "no rows left"),
+        ("all_missing_column", iris.assign(empty=np.nan), {}, "column 'empty' is entirely missing"),
+        (
+            "empty_after_cleaning",
+            iris.assign(species=np.nan),
+            {"extra": "validation: {max_missing_share: 1.0}\n"},
+            "no rows left after cleaning",
+        ),
         ("unreadable", iris, {"data": "binary.csv"}, "binary.csv"),
     ]:
         sub = folder / name
@@ -65,7 +80,10 @@ def _cases(folder: Path, iris: pd.DataFrame) -> dict[str, tuple[Path, str]]:
 
 
 def test_bad_input_is_one_clear_line(
-    tmp_path: Path, iris_frame: pd.DataFrame, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    iris_frame: pd.DataFrame,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     home = tmp_path / "home"
     for case, (spec, expected) in _cases(tmp_path, iris_frame).items():
@@ -79,18 +97,26 @@ def test_bad_input_is_one_clear_line(
 
 
 def test_missing_spec_and_unreachable_tracking_uri(
-    tmp_path: Path, iris_frame: pd.DataFrame, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    iris_frame: pd.DataFrame,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     code, _, err = invoke(capsys, monkeypatch, "train", str(tmp_path / "absent.yaml"))
     assert code == 1 and "absent.yaml: spec file not found" in err
     spec = _write(tmp_path, iris_frame)
-    code, _, err = invoke(capsys, monkeypatch, "--tracking-uri", "http://127.0.0.1:9", "train", str(spec), "-q")
+    code, _, err = invoke(
+        capsys, monkeypatch, "--tracking-uri", "http://127.0.0.1:9", "train", str(spec), "-q"
+    )
     assert code == 1 and "127.0.0.1:9" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
 def test_train_promote_rollback_through_the_cli(
-    tmp_path: Path, iris_frame: pd.DataFrame, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    iris_frame: pd.DataFrame,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     home = ["--home", str(tmp_path / "home")]
     spec = _write(tmp_path, iris_frame)

@@ -45,12 +45,15 @@ def repository(home: Path) -> ModelRepository:
     return open_repository(Settings(home=home))
 
 
-def test_train_register_load_predict(tmp_path: Path, iris_frame: pd.DataFrame, repository: ModelRepository) -> None:
+def test_train_register_load_predict(
+    tmp_path: Path, iris_frame: pd.DataFrame, repository: ModelRepository
+) -> None:
     spec = _iris_spec(tmp_path, iris_frame)
     result = train(spec, repository)
 
     assert result.version is not None and result.version.version == 1
-    assert [o.name for o in result.leaderboard][0] == result.winner.name
+    f1s = [o.validation["f1_macro"] for o in result.leaderboard]
+    assert f1s == sorted(f1s, reverse=True)
     repository.set_alias("iris", "production", 1, reason="first release")
     version = repository.resolve_alias("iris", "production")
     assert version.version == 1 and "production" in version.aliases
@@ -78,12 +81,17 @@ def test_train_register_load_predict(tmp_path: Path, iris_frame: pd.DataFrame, r
 
 
 def test_same_spec_data_and_seed_reproduce(tmp_path: Path, iris_frame: pd.DataFrame) -> None:
-    spec = _iris_spec(tmp_path, iris_frame, candidates=[
-        {"name": "decision_tree"},
-        {"name": "random_forest", "params": {"n_estimators": 20}},
-        {"name": "xgboost", "params": {"n_estimators": 30}},
-        {"name": "lightgbm", "params": {"n_estimators": 30}},
-    ], tuning={"trials": 2})
+    spec = _iris_spec(
+        tmp_path,
+        iris_frame,
+        candidates=[
+            {"name": "decision_tree"},
+            {"name": "random_forest", "params": {"n_estimators": 20}},
+            {"name": "xgboost", "params": {"n_estimators": 30}},
+            {"name": "lightgbm", "params": {"n_estimators": 30}},
+        ],
+        tuning={"trials": 2},
+    )
     first = train(spec, None)
     second = train(spec, None)
     quality = lambda r: [(o.name, o.params, o.validation, o.test) for o in r.leaderboard]  # noqa: E731
@@ -94,14 +102,20 @@ def test_same_spec_data_and_seed_reproduce(tmp_path: Path, iris_frame: pd.DataFr
     )
 
 
-def test_regression_with_categoricals(tmp_path: Path, mixed_frame: pd.DataFrame, repository: ModelRepository) -> None:
+def test_regression_with_categoricals(
+    tmp_path: Path, mixed_frame: pd.DataFrame, repository: ModelRepository
+) -> None:
     mixed_frame.to_csv(tmp_path / "mixed.csv", index=False)
     spec = parse_spec(
         {
             "name": "cost",
             "data": {"path": "mixed.csv"},
             "target": "cost",
-            "candidates": [{"name": "baseline"}, {"name": "linear"}, {"name": "lightgbm", "params": {"n_estimators": 40}}],
+            "candidates": [
+                {"name": "baseline"},
+                {"name": "linear"},
+                {"name": "lightgbm", "params": {"n_estimators": 40}},
+            ],
             "tuning": {"trials": 2},
         },
         base_dir=tmp_path,
@@ -117,7 +131,9 @@ def test_regression_with_categoricals(tmp_path: Path, mixed_frame: pd.DataFrame,
     assert categories["origin"] == ["east", "north", "south"]
 
 
-def test_failed_training_registers_nothing(tmp_path: Path, iris_frame: pd.DataFrame, repository: ModelRepository) -> None:
+def test_failed_training_registers_nothing(
+    tmp_path: Path, iris_frame: pd.DataFrame, repository: ModelRepository
+) -> None:
     one_class = iris_frame.assign(species="setosa")
     spec = _iris_spec(tmp_path, one_class)
     with pytest.raises(TrainingError, match="single class"):

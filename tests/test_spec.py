@@ -34,11 +34,20 @@ def test_minimal_spec_gets_sane_defaults() -> None:
     ("overrides", "expected"),
     [
         (
-            {"candidates": [{"name": "baseline"}, {"name": "linear"}, {"name": "random_forest", "params": {"max_depth": 0}}]},
+            {
+                "candidates": [
+                    {"name": "baseline"},
+                    {"name": "linear"},
+                    {"name": "random_forest", "params": {"max_depth": 0}},
+                ]
+            },
             "candidates[2].params.max_depth: must be > 0",
         ),
         ({"candidates": [{"name": "svm"}]}, "candidates[0].name: unknown candidate 'svm'"),
-        ({"candidates": [{"name": "xgboost", "params": {"depth": 3}}]}, "candidates[0].params.depth: unknown parameter"),
+        (
+            {"candidates": [{"name": "xgboost", "params": {"depth": 3}}]},
+            "candidates[0].params.depth: unknown parameter",
+        ),
         (
             {"candidates": [{"name": "xgboost", "params": {"learning_rate": {"low": 0.5, "high": 0.1}}}]},
             "candidates[0].params.learning_rate: range 'low' must not exceed 'high'",
@@ -52,7 +61,10 @@ def test_minimal_spec_gets_sane_defaults() -> None:
         ({"candidates": []}, "candidates: List should have at least 1 item"),
         ({"data": {}}, "data: Value error, give exactly one of 'path' or 'sql'"),
         ({"colour": "red"}, "colour: Extra inputs are not permitted"),
-        ({"selection": {"metric": "rmse"}, "task": "classification"}, "selection.metric: 'rmse' is not a classification"),
+        (
+            {"selection": {"metric": "rmse"}, "task": "classification"},
+            "selection.metric: 'rmse' is not a classification",
+        ),
         ({"name": "bad name!"}, "name: String should match pattern"),
         ({"tuning": {"trials": 0}}, "tuning.trials: Input should be greater than 0"),
     ],

@@ -22,7 +22,7 @@ def iris() -> pd.DataFrame:
     from sklearn.datasets import load_iris
 
     data = load_iris(as_frame=True)
-    frame = data.frame.rename(columns=_IRIS_COLUMNS)
+    frame: pd.DataFrame = data.frame.rename(columns=_IRIS_COLUMNS)
     frame["species"] = [str(data.target_names[i]) for i in frame.pop("target")]
     return frame
 

@@ -35,13 +35,27 @@ def test_tuning_is_seeded_and_records_every_trial() -> None:
     space = search_space(CandidateSpec(name="decision_tree"), "classification")
     seen: list[int] = []
     first = tune(
-        "decision_tree", "classification", space, _iris_arrays(),
-        metric="f1_macro", trials=6, timeout=None, cv_folds=0, seed=5,
+        "decision_tree",
+        "classification",
+        space,
+        _iris_arrays(),
+        metric="f1_macro",
+        trials=6,
+        timeout=None,
+        cv_folds=0,
+        seed=5,
         on_trial=lambda number, value: seen.append(number),
     )
     second = tune(
-        "decision_tree", "classification", space, _iris_arrays(),
-        metric="f1_macro", trials=6, timeout=None, cv_folds=0, seed=5,
+        "decision_tree",
+        "classification",
+        space,
+        _iris_arrays(),
+        metric="f1_macro",
+        trials=6,
+        timeout=None,
+        cv_folds=0,
+        seed=5,
     )
     assert seen == [1, 2, 3, 4, 5, 6]
     assert first.trials == second.trials
@@ -52,8 +66,17 @@ def test_tuning_is_seeded_and_records_every_trial() -> None:
 def test_tuning_minimises_lower_is_better_metrics() -> None:
     x, y = load_diabetes(return_X_y=True)
     data = (x[:300], y[:300], x[300:], y[300:])
-    result = tune("linear", "regression", search_space(CandidateSpec(name="linear"), "regression"), data,
-                  metric="rmse", trials=5, timeout=None, cv_folds=3, seed=0)
+    result = tune(
+        "linear",
+        "regression",
+        search_space(CandidateSpec(name="linear"), "regression"),
+        data,
+        metric="rmse",
+        trials=5,
+        timeout=None,
+        cv_folds=3,
+        seed=0,
+    )
     assert result.best_score == min(value for _, value in result.trials)
 
 
@@ -81,7 +104,9 @@ def test_resource_monitor_sees_allocations() -> None:
     assert monitor.metrics()["wall_seconds"] > 0
 
 
-@pytest.mark.parametrize("name", ["linear", "decision_tree", "random_forest", "xgboost", "lightgbm", "baseline"])
+@pytest.mark.parametrize(
+    "name", ["linear", "decision_tree", "random_forest", "xgboost", "lightgbm", "baseline"]
+)
 def test_every_candidate_fits_both_tasks(name: str) -> None:
     x_train, y_train, x_val, _ = _iris_arrays()
     clf = make_estimator(name, "classification", {}, seed=0).fit(x_train, y_train)

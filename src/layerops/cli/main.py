@@ -26,7 +26,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(help="Inspect registered models; promote and roll back aliases.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Inspect registered models; promote and roll back aliases.", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 
 console = Console()
@@ -37,13 +39,16 @@ err_console = Console(stderr=True)
 def main(
     ctx: typer.Context,
     home: Annotated[
-        Path | None, typer.Option(help="Folder of the embedded repository [env: LAYEROPS_HOME; default .layerops]")
+        Path | None,
+        typer.Option(help="Folder of the embedded repository [env: LAYEROPS_HOME; default .layerops]"),
     ] = None,
     tracking_uri: Annotated[
         str | None,
         typer.Option(help="MLflow tracking URI [env: LAYEROPS_TRACKING_URI; default sqlite under --home]"),
     ] = None,
-    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING... [env: LAYEROPS_LOG_LEVEL]")] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="DEBUG, INFO, WARNING... [env: LAYEROPS_LOG_LEVEL]")
+    ] = None,
 ) -> None:
     """Settings come from LAYEROPS_* environment variables; these options override them."""
     overrides: dict[str, Any] = {}
@@ -83,7 +88,8 @@ def train(
     """Train every candidate of SPEC_FILE, rank them, and register the winner as a new version."""
     from layerops.cli.progress import RichReporter, leaderboard_table
     from layerops.spec import load_spec
-    from layerops.training.pipeline import SilentReporter, leaderboard_csv, train as run_training
+    from layerops.training.pipeline import SilentReporter, leaderboard_csv
+    from layerops.training.pipeline import train as run_training
 
     spec = load_spec(spec_file)  # refuse a bad spec before touching anything else
     repository = _repository(ctx) if register else None
@@ -99,19 +105,28 @@ def train(
     board.write_text(leaderboard_csv(result), encoding="utf-8")
     console.print(f"leaderboard saved to {board}")
     onnx = result.bundle.metadata.onnx
-    onnx_note = f"ONNX parity max error {onnx.max_abs_error:.2e}" if onnx.converted else f"no ONNX: {onnx.reason}"
+    onnx_note = (
+        f"ONNX parity max error {onnx.max_abs_error:.2e}" if onnx.converted else f"no ONNX: {onnx.reason}"
+    )
     if result.version is None:
         console.print(f"dry run: winner {result.winner.name} ({onnx_note}); nothing registered")
         return
-    console.print(f"registered [bold]{spec.name}[/bold] version {result.version.version} ({result.winner.name}; {onnx_note})")
+    console.print(
+        f"registered [bold]{spec.name}[/bold] version {result.version.version} "
+        f"({result.winner.name}; {onnx_note})"
+    )
     if alias and repository is not None:
-        change = repository.set_alias(spec.name, alias, result.version.version, reason="set by layerops train --alias")
+        change = repository.set_alias(
+            spec.name, alias, result.version.version, reason="set by layerops train --alias"
+        )
         console.print(f"alias {alias} → version {change.version}")
 
 
 @app.command("demo-data")
 def demo_data(
-    folder: Annotated[Path, typer.Argument(help="Where to write iris.csv and shipping.csv.")] = Path("examples/data"),
+    folder: Annotated[Path, typer.Argument(help="Where to write iris.csv and shipping.csv.")] = Path(
+        "examples/data"
+    ),
 ) -> None:
     """Write the demo data sets (made locally: nothing is downloaded)."""
     from layerops.datasets import write_examples
@@ -160,12 +175,19 @@ def models_show(
 
 
 @models_app.command("history")
-def models_history(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Registered model name.")]) -> None:
+def models_history(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Registered model name.")]
+) -> None:
     """Versions and every alias change (when, from which version, why)."""
     repository = _repository(ctx)
     versions = Table("version", "created", "aliases", "run", title=f"{name}: versions")
     for v in repository.list_versions(name):
-        versions.add_row(str(v.version), v.created_at.isoformat(timespec="seconds"), ", ".join(v.aliases) or "–", v.run_id or "–")
+        versions.add_row(
+            str(v.version),
+            v.created_at.isoformat(timespec="seconds"),
+            ", ".join(v.aliases) or "–",
+            v.run_id or "–",
+        )
     console.print(versions)
     changes = Table("when", "alias", "from", "to", "reason", title=f"{name}: alias changes")
     for c in repository.history(name):
@@ -190,7 +212,9 @@ def models_promote(
     """Point an alias (default: production) at a version."""
     repository = _repository(ctx)
     target = version if version is not None else repository.list_versions(name)[0].version
-    change = repository.set_alias(name, alias, target, reason=reason or "promoted with layerops models promote")
+    change = repository.set_alias(
+        name, alias, target, reason=reason or "promoted with layerops models promote"
+    )
     console.print(f"{name}: {alias} {_v(change.previous)} → {_v(change.version)}")
 
 
@@ -202,7 +226,9 @@ def models_rollback(
     reason: Annotated[str, typer.Option(help="Why; kept in the history.")] = "",
 ) -> None:
     """Move an alias back to the version it pointed to before its last change."""
-    change = _repository(ctx).rollback(name, alias, reason=reason or "rolled back with layerops models rollback")
+    change = _repository(ctx).rollback(
+        name, alias, reason=reason or "rolled back with layerops models rollback"
+    )
     console.print(f"{name}: {alias} {_v(change.previous)} → {_v(change.version)}")
 
 

@@ -55,31 +55,31 @@ class RichReporter:
         self._progress.update(task, completed=total, best="done")
 
 
+_SHORT = {"accuracy": "acc", "f1_macro": "f1", "roc_auc": "auc", "log_loss": "loss"}
+
+
 def leaderboard_table(result: TrainingResult) -> Table:
-    """The ranked candidates with quality, latency and resource figures."""
+    """The ranked candidates with quality, latency and resource figures (fits 80 columns)."""
     classification = result.task == "classification"
     quality = ["accuracy", "f1_macro", "roc_auc", "log_loss"] if classification else ["rmse", "mae", "r2"]
-    table = Table(title=f"{result.name}: ranked by validation {result.metric}")
-    table.add_column("#", justify="right")
-    table.add_column("candidate")
+    table = Table(title=f"{result.name}: ranked by validation {result.metric}", caption="★ winner")
+    table.add_column("candidate", no_wrap=True)
     for metric in quality:
-        table.add_column(f"val {metric}", justify="right")
-    table.add_column(f"test {result.metric}", justify="right")
-    table.add_column("train s", justify="right")
-    table.add_column("1-row p50 ms", justify="right")
-    table.add_column("batch p50 ms", justify="right")
-    table.add_column("peak MB", justify="right")
+        table.add_column(f"val {_SHORT.get(metric, metric)}", justify="right")
+    table.add_column(f"test {_SHORT.get(result.metric, result.metric)}", justify="right")
+    table.add_column("fit s", justify="right")
+    table.add_column("row ms", justify="right")
+    table.add_column("MB", justify="right")
     for rank, outcome in enumerate(result.leaderboard, start=1):
-        cells = [str(rank), outcome.name + (" ★" if rank == 1 else "")]
+        cells = [("★ " if rank == 1 else "") + outcome.name]
         cells += [_fmt(outcome.validation.get(m)) for m in quality]
         cells.append(_fmt(outcome.test.get(result.metric)))
         cells.append(f"{outcome.resources.get('wall_seconds', 0.0):.2f}")
-        cells.append(f"{outcome.latency['single_row_p50_ms']:.3f}")
-        cells.append(f"{outcome.latency['batch_p50_ms']:.2f}")
+        cells.append(f"{outcome.latency['single_row_p50_ms']:.2f}")
         cells.append(f"{outcome.resources.get('peak_rss_mb', 0.0):.0f}")
         table.add_row(*cells)
     return table
 
 
 def _fmt(value: float | None) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.4f}"
+    return "–" if value is None or math.isnan(value) else f"{value:.3f}"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from lightgbm import LGBMClassifier, LGBMRegressor
-from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from xgboost import XGBClassifier, XGBRegressor
 

@@ -25,7 +25,9 @@ from sklearn.metrics import (
 from layerops.spec import LOWER_IS_BETTER, Task
 
 
-def predict_outputs(model: Any, x: pd.DataFrame | np.ndarray, task: Task) -> tuple[np.ndarray, np.ndarray | None]:
+def predict_outputs(
+    model: Any, x: pd.DataFrame | np.ndarray, task: Task
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Predictions and, for classifiers, class probabilities."""
     if task == "classification":
         proba = np.asarray(model.predict_proba(x), dtype=np.float64)
@@ -46,7 +48,8 @@ def score(task: Task, y_true: np.ndarray, pred: np.ndarray, proba: np.ndarray | 
     metrics = {
         "accuracy": float(accuracy_score(y_true, pred)),
         "f1_macro": float(f1_score(y_true, pred, average="macro", labels=labels, zero_division=0)),
-        "log_loss": float(log_loss(y_true, np.clip(proba, 1e-15, 1.0), labels=labels)),
+        # float32 models' rows sum to 1 only within ~1e-7: normalise so log_loss does not warn
+        "log_loss": float(log_loss(y_true, proba / proba.sum(axis=1, keepdims=True), labels=labels)),
     }
     if len(np.unique(y_true)) == proba.shape[1]:
         if proba.shape[1] == 2:
@@ -74,7 +77,13 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def measure_latency(
-    model: Any, x: pd.DataFrame, task: Task, *, single_rows: int = 50, batch_rows: int = 1000, repeats: int = 5
+    model: Any,
+    x: pd.DataFrame,
+    task: Task,
+    *,
+    single_rows: int = 50,
+    batch_rows: int = 1000,
+    repeats: int = 5,
 ) -> dict[str, float]:
     """p50/p99 latency in ms of one-row calls and of one batch call, native model, one process."""
     call = model.predict_proba if task == "classification" else model.predict
@@ -86,7 +95,9 @@ def measure_latency(
         start = time.perf_counter()
         call(row)
         single.append(time.perf_counter() - start)
-    batch_frame = x.sample(n=batch_rows, replace=True, random_state=0) if len(x) < batch_rows else x.head(batch_rows)
+    batch_frame = (
+        x.sample(n=batch_rows, replace=True, random_state=0) if len(x) < batch_rows else x.head(batch_rows)
+    )
     batch: list[float] = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -141,4 +152,8 @@ class ResourceMonitor:
 
     def metrics(self) -> dict[str, float]:
         """Peak RSS (MB), mean CPU use (% of one core) and wall time (s) of the block."""
-        return {"peak_rss_mb": self.peak_rss_mb, "cpu_percent": self.cpu_percent, "wall_seconds": self.seconds}
+        return {
+            "peak_rss_mb": self.peak_rss_mb,
+            "cpu_percent": self.cpu_percent,
+            "wall_seconds": self.seconds,
+        }

@@ -38,13 +38,19 @@ def library_versions() -> dict[str, str]:
 def git_commit(folder: Path) -> str | None:
     """The commit checked out in `folder`'s repository (with `+dirty` if modified), or None."""
     try:
-        head = subprocess.run(
+        head = subprocess.run(  # noqa: S603 (fixed argv, no shell)
             ["git", "-C", str(folder), "rev-parse", "HEAD"],  # noqa: S607
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
-        dirty = subprocess.run(
+        dirty = subprocess.run(  # noqa: S603 (fixed argv, no shell)
             ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

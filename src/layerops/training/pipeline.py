@@ -149,7 +149,9 @@ def train(
         splits.y_val,
     )
     outcomes = [
-        _train_candidate(candidate.name, spec, task, metric, preprocessor, arrays, splits, report, candidate.trials)
+        _train_candidate(
+            candidate.name, spec, task, metric, preprocessor, arrays, splits, report, candidate.trials
+        )
         for candidate in spec.candidates
     ]
     outcomes.sort(key=lambda o: sort_key(metric, o.validation.get(metric)))
@@ -169,7 +171,8 @@ def train(
             params=_run_params(spec, task, metric),
             tags=_lineage_tags(bundle.metadata.lineage),
             candidates=[
-                CandidateRun(o.name, dict(o.params), o.flat_metrics(), o.resources, o.trials) for o in outcomes
+                CandidateRun(o.name, dict(o.params), o.flat_metrics(), o.resources, o.trials)
+                for o in outcomes
             ],
             winner=best.name,
             leaderboard_csv=leaderboard_csv(result),
@@ -210,6 +213,10 @@ def _train_candidate(
         )
         estimator = make_estimator(name, task, dict(tuned.best_params), seed=spec.seed)
         estimator.fit(arrays[0], arrays[1])
+    if "n_jobs" in estimator.get_params():
+        # Fitting used every core; a served model answers one request per call, where
+        # spawning threads costs more than it saves (a forest's single row: ~27 ms → ~5 ms).
+        estimator.set_params(n_jobs=1)
     model = Pipeline([("preprocess", preprocessor), ("model", estimator)])
     validation = score(task, splits.y_val, *predict_outputs(model, splits.x_val, task))
     test = score(task, splits.y_test, *predict_outputs(model, splits.x_test, task))
@@ -315,9 +322,14 @@ def leaderboard_rows(result: TrainingResult) -> list[dict[str, Any]]:
     """One flat row per candidate, best first."""
     rows = []
     for rank, outcome in enumerate(result.leaderboard, start=1):
-        rows.append({"rank": rank, "candidate": outcome.name, **outcome.flat_metrics(), **{
-            f"system_{k}": v for k, v in outcome.resources.items() if k != "wall_seconds"
-        }})
+        rows.append(
+            {
+                "rank": rank,
+                "candidate": outcome.name,
+                **outcome.flat_metrics(),
+                **{f"system_{k}": v for k, v in outcome.resources.items() if k != "wall_seconds"},
+            }
+        )
     return rows
 
 

@@ -57,7 +57,9 @@ def encode_target(target: pd.Series, task: Task) -> tuple[np.ndarray, list[str] 
     labels = target.map(_label)
     classes = sorted(labels.unique())
     if len(classes) < 2:
-        raise TrainingError(f"target '{name}' has a single class {classes[0]!r}; a classifier needs two or more")
+        raise TrainingError(
+            f"target '{name}' has a single class {classes[0]!r}; a classifier needs two or more"
+        )
     index = {label: i for i, label in enumerate(classes)}
     return labels.map(index).to_numpy(dtype=np.int64), classes
 

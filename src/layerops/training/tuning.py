@@ -6,7 +6,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -76,11 +76,17 @@ def tune(
             )
             scores = []
             for fit_idx, score_idx in splitter.split(x_train, y_train):
-                scores.append(_fit_score(params, x_train[fit_idx], y_train[fit_idx], x_train[score_idx], y_train[score_idx]))
+                scores.append(
+                    _fit_score(
+                        params, x_train[fit_idx], y_train[fit_idx], x_train[score_idx], y_train[score_idx]
+                    )
+                )
             return float(np.mean(scores))
         return _fit_score(params, x_train, y_train, x_val, y_val)
 
-    def _fit_score(params: dict[str, Any], xf: np.ndarray, yf: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> float:
+    def _fit_score(
+        params: dict[str, Any], xf: np.ndarray, yf: np.ndarray, xs: np.ndarray, ys: np.ndarray
+    ) -> float:
         model = make_estimator(name, task, dict(params), seed=seed)
         model.fit(xf, yf)
         pred, proba = predict_outputs(model, xs, task)
@@ -98,7 +104,7 @@ def tune(
             on_trial(1, value)
         return TuningResult(params, value, recorded)
 
-    direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
+    direction: Literal["minimize", "maximize"] = "minimize" if metric in LOWER_IS_BETTER else "maximize"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed))
 

@@ -41,8 +41,11 @@ def validate_frame(frame: pd.DataFrame, rules: ValidationSpec, *, target: str) -
         schema.validate(frame, lazy=True, inplace=True)
     except SchemaErrors as exc:
         problems = [_describe(error, frame, meanings) for error in exc.schema_errors]
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        raise DataValidationError(f"data violates the spec: {count}\n  " + "\n  ".join(problems)) from None
+        if len(problems) == 1:
+            raise DataValidationError(f"data violates the spec: {problems[0]}") from None
+        raise DataValidationError(
+            f"data violates the spec: {len(problems)} problems\n  " + "\n  ".join(problems)
+        ) from None
 
 
 # -- building the schema --------------------------------------------------------------------
