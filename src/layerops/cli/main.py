@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -92,12 +93,21 @@ def train(
     from layerops.training.pipeline import train as run_training
 
     spec = load_spec(spec_file)  # refuse a bad spec before touching anything else
-    repository = _repository(ctx) if register else None
-    if quiet:
-        result = run_training(spec, repository, reporter=SilentReporter())
-    else:
-        with RichReporter(console) as reporter:
-            result = run_training(spec, repository, reporter=reporter)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerops-open-repository") as pool:
+        # Opening the repository (importing MLflow, migrating a new database) takes seconds;
+        # it overlaps with training. An unreachable server fails within the first second.
+        pending = pool.submit(_repository, ctx) if register else None
+        if pending is not None:
+            wait([pending], timeout=1.0)
+            if pending.done():
+                pending.result()
+        source = pending.result if pending is not None else None
+        if quiet:
+            result = run_training(spec, source, reporter=SilentReporter())
+        else:
+            with RichReporter(console) as reporter:
+                result = run_training(spec, source, reporter=reporter)
+        repository = pending.result() if pending is not None else None
     console.print(leaderboard_table(result))
     settings: Settings = ctx.obj
     board = settings.home / "leaderboards" / f"{spec.name}.csv"

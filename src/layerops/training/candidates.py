@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-from xgboost import XGBClassifier, XGBRegressor
 
 from layerops.bundle.estimators import OneRuleClassifier, OneRuleRegressor
 from layerops.spec import CandidateSpec, Task
@@ -83,11 +81,15 @@ def make_estimator(name: str, task: Task, params: dict[str, Any], *, seed: int) 
         cls_rf = RandomForestClassifier if classify else RandomForestRegressor
         return cls_rf(random_state=seed, **params)
     if name == "xgboost":
+        from xgboost import XGBClassifier, XGBRegressor  # imported only when a spec uses it
+
         params.setdefault("n_jobs", 2)
         if classify:
             return XGBClassifier(random_state=seed, tree_method="hist", **params)
         return XGBRegressor(random_state=seed, tree_method="hist", **params)
     if name == "lightgbm":
+        from lightgbm import LGBMClassifier, LGBMRegressor  # imported only when a spec uses it
+
         params.setdefault("n_jobs", 2)
         cls_lgbm = LGBMClassifier if classify else LGBMRegressor
         return cls_lgbm(random_state=seed, verbose=-1, deterministic=True, force_row_wise=True, **params)

@@ -81,9 +81,9 @@ def measure_latency(
     x: pd.DataFrame,
     task: Task,
     *,
-    single_rows: int = 50,
+    single_rows: int = 30,
     batch_rows: int = 1000,
-    repeats: int = 5,
+    repeats: int = 3,
 ) -> dict[str, float]:
     """p50/p99 latency in ms of one-row calls and of one batch call, native model, one process."""
     call = model.predict_proba if task == "classification" else model.predict

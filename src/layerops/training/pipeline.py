@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -116,10 +117,18 @@ class TrainingResult:
         return self.leaderboard[0]
 
 
+RepositorySource = ModelRepository | Callable[[], ModelRepository]
+"""A repository, or a callable that returns one when it is first needed (after training)."""
+
+
 def train(
-    spec: PipelineSpec, repository: ModelRepository | None, *, reporter: Reporter | None = None
+    spec: PipelineSpec, repository: RepositorySource | None, *, reporter: Reporter | None = None
 ) -> TrainingResult:
-    """Run the whole pipeline; register the winner in `repository` unless it is None."""
+    """Run the whole pipeline; register the winner in `repository` unless it is None.
+
+    `repository` may be a callable (e.g. a future's `result`) so that opening it — importing
+    MLflow, migrating a new database — overlaps with training instead of preceding it.
+    """
     report = reporter or SilentReporter()
     report.stage("loading data")
     raw = load_source(spec.data, spec.base_dir)
@@ -162,6 +171,8 @@ def train(
     result = TrainingResult(spec.name, task, metric, outcomes, bundle, cleaning)
     if repository is None:
         return result
+    if not isinstance(repository, ModelRepository):
+        repository = repository()
     report.stage("logging runs and registering the winner")
     with tempfile.TemporaryDirectory(prefix="layerops-bundle-") as tmp:
         folder = Path(tmp) / "bundle"
@@ -211,8 +222,10 @@ def _train_candidate(
             seed=spec.seed,
             on_trial=lambda number, value: report.trial(name, number, value),
         )
-        estimator = make_estimator(name, task, dict(tuned.best_params), seed=spec.seed)
-        estimator.fit(arrays[0], arrays[1])
+        estimator = tuned.model
+        if estimator is None:  # cross-validation fitted folds only: refit on the whole train split
+            estimator = make_estimator(name, task, dict(tuned.best_params), seed=spec.seed)
+            estimator.fit(arrays[0], arrays[1])
     if "n_jobs" in estimator.get_params():
         # Fitting used every core; a served model answers one request per call, where
         # spawning threads costs more than it saves (a forest's single row: ~27 ms → ~5 ms).

@@ -15,7 +15,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from layerops.errors import TrainingError
 from layerops.spec import LOWER_IS_BETTER, Task
 from layerops.training.candidates import Space, is_fixed, make_estimator
-from layerops.training.evaluation import predict_outputs, score
+from layerops.training.evaluation import better, predict_outputs, score
 
 TrialCallback = Callable[[int, float], None]
 """Called after each trial with its number (from 1) and its score."""
@@ -23,11 +23,16 @@ TrialCallback = Callable[[int, float], None]
 
 @dataclass(frozen=True)
 class TuningResult:
-    """The best parameters found and every trial's parameters and score."""
+    """The best parameters found, every trial's parameters and score, and the best fitted model.
+
+    `model` is the best trial's estimator fitted on the whole train split; it is None after
+    cross-validation (each trial fitted folds only), and the caller refits.
+    """
 
     best_params: dict[str, Any]
     best_score: float
     trials: list[tuple[dict[str, Any], float]] = field(default_factory=list)
+    model: Any = None
 
 
 def _suggest(trial: optuna.Trial, name: str, value: Any) -> Any:
@@ -43,8 +48,46 @@ def _suggest(trial: optuna.Trial, name: str, value: Any) -> Any:
     return value
 
 
-def _fixed_params(space: Space) -> dict[str, Any]:
-    return dict(space)
+class _Objective:
+    """Fits and scores one parameter set; remembers the best model fitted on the whole train split."""
+
+    def __init__(
+        self, name: str, task: Task, data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        *, metric: str, cv_folds: int, seed: int,
+    ) -> None:
+        self.name, self.task, self.data = name, task, data
+        self.metric, self.cv_folds, self.seed = metric, cv_folds, seed
+        self.n_classes = _n_classes(data[1], data[3]) if task == "classification" else 0
+        self.best_value = math.nan
+        self.best_model: Any = None
+
+    def __call__(self, params: dict[str, Any]) -> float:
+        x_train, y_train, x_val, y_val = self.data
+        if self.cv_folds >= 2:
+            splitter = (
+                StratifiedKFold(self.cv_folds, shuffle=True, random_state=self.seed)
+                if self.task == "classification"
+                else KFold(self.cv_folds, shuffle=True, random_state=self.seed)
+            )
+            scores = [
+                self._fit_score(params, x_train[f], y_train[f], x_train[s], y_train[s])[0]
+                for f, s in splitter.split(x_train, y_train)
+            ]
+            return float(np.mean(scores))
+        value, model = self._fit_score(params, x_train, y_train, x_val, y_val)
+        if not math.isnan(value) and (math.isnan(self.best_value) or better(self.metric, value, self.best_value)):
+            self.best_value, self.best_model = value, model
+        return value
+
+    def _fit_score(
+        self, params: dict[str, Any], xf: np.ndarray, yf: np.ndarray, xs: np.ndarray, ys: np.ndarray
+    ) -> tuple[float, Any]:
+        model = make_estimator(self.name, self.task, dict(params), seed=self.seed)
+        model.fit(xf, yf)
+        pred, proba = predict_outputs(model, xs, self.task)
+        if proba is not None and proba.shape[1] != self.n_classes:
+            proba = _pad_proba(model, proba, self.n_classes)
+        return score(self.task, ys, pred, proba).get(self.metric, math.nan), model
 
 
 def tune(
@@ -65,52 +108,23 @@ def tune(
     `data` is (x_train, y_train, x_val, y_val) already preprocessed. With `cv_folds >= 2` the
     score is the mean over folds of train and the validation split is not used.
     """
-    x_train, y_train, x_val, y_val = data
-
-    def evaluate(params: dict[str, Any]) -> float:
-        if cv_folds >= 2:
-            splitter = (
-                StratifiedKFold(cv_folds, shuffle=True, random_state=seed)
-                if task == "classification"
-                else KFold(cv_folds, shuffle=True, random_state=seed)
-            )
-            scores = []
-            for fit_idx, score_idx in splitter.split(x_train, y_train):
-                scores.append(
-                    _fit_score(
-                        params, x_train[fit_idx], y_train[fit_idx], x_train[score_idx], y_train[score_idx]
-                    )
-                )
-            return float(np.mean(scores))
-        return _fit_score(params, x_train, y_train, x_val, y_val)
-
-    def _fit_score(
-        params: dict[str, Any], xf: np.ndarray, yf: np.ndarray, xs: np.ndarray, ys: np.ndarray
-    ) -> float:
-        model = make_estimator(name, task, dict(params), seed=seed)
-        model.fit(xf, yf)
-        pred, proba = predict_outputs(model, xs, task)
-        if proba is not None and proba.shape[1] != _n_classes(y_train, y_val):
-            proba = _pad_proba(model, proba, _n_classes(y_train, y_val))
-        value = score(task, ys, pred, proba).get(metric, math.nan)
-        return value
-
+    objective = _Objective(name, task, data, metric=metric, cv_folds=cv_folds, seed=seed)
     recorded: list[tuple[dict[str, Any], float]] = []
     if is_fixed(space):
-        params = _fixed_params(space)
-        value = _guard(name, lambda: evaluate(params))
+        params = dict(space)
+        value = _guard(name, lambda: objective(params))
         recorded.append((params, value))
         if on_trial:
             on_trial(1, value)
-        return TuningResult(params, value, recorded)
+        return TuningResult(params, value, recorded, objective.best_model)
 
     direction: Literal["minimize", "maximize"] = "minimize" if metric in LOWER_IS_BETTER else "maximize"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed))
 
-    def objective(trial: optuna.Trial) -> float:
+    def run_trial(trial: optuna.Trial) -> float:
         params = {key: _suggest(trial, key, value) for key, value in space.items()}
-        value = evaluate(params)
+        value = objective(params)
         recorded.append((params, value))
         if on_trial:
             on_trial(len(recorded), value)
@@ -118,14 +132,13 @@ def tune(
             raise optuna.TrialPruned(f"{metric} undefined")
         return value
 
-    logging.getLogger("optuna").setLevel(logging.WARNING)
-    _guard(name, lambda: study.optimize(objective, n_trials=trials, timeout=timeout, catch=()))
+    _guard(name, lambda: study.optimize(run_trial, n_trials=trials, timeout=timeout, catch=()))
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         raise TrainingError(f"candidate {name}: no trial produced a {metric} score")
     best = study.best_trial
     params = {**{k: v for k, v in space.items() if not isinstance(v, dict | list)}, **best.params}
-    return TuningResult(params, float(best.value), recorded)  # type: ignore[arg-type]
+    return TuningResult(params, float(best.value), recorded, objective.best_model)  # type: ignore[arg-type]
 
 
 def _guard(name: str, work: Callable[[], Any]) -> Any:
