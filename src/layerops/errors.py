@@ -41,3 +41,19 @@ class NotFoundError(RepositoryError):
 
 class RepositoryUnavailableError(RepositoryError):
     """The tracking/registry backend cannot be reached."""
+
+
+class InputError(LayeropsError):
+    """A request's input does not fit the model's schema; `problems` name each field."""
+
+    def __init__(self, message: str, problems: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class OverloadedError(LayeropsError):
+    """The server is at capacity; the client should retry later."""
+
+
+class ModelNotReadyError(LayeropsError):
+    """The model is configured but not loaded (start-up or a failed load)."""

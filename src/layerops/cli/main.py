@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from layerops.cli.serve import serve as serve_command
 from layerops.errors import LayeropsError
 from layerops.settings import Settings
 
@@ -130,6 +131,37 @@ def train(
             spec.name, alias, result.version.version, reason="set by layerops train --alias"
         )
         console.print(f"alias {alias} → version {change.version}")
+
+
+app.command("serve")(serve_command)
+
+
+keys_app = typer.Typer(help="API keys for `layerops serve`.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("hash")
+def keys_hash(
+    key: Annotated[str | None, typer.Argument(help="The key; omit to read it from standard input.")] = None,
+) -> None:
+    """Print the SHA-256 digest of a key, for LAYEROPS_API_KEY_FILE (the key itself is never stored)."""
+    from layerops.delivery.middleware import KeyStore
+
+    secret = key if key is not None else sys.stdin.readline().strip()
+    if not secret:
+        raise LayeropsError("no key given: pass it as an argument or on standard input")
+    console.print(KeyStore.hash_key(secret), highlight=False)
+
+
+@keys_app.command("new")
+def keys_new() -> None:
+    """Print a new random API key and its SHA-256 digest."""
+    import secrets
+
+    from layerops.delivery.middleware import KeyStore
+
+    key = secrets.token_urlsafe(32)
+    console.print(f"key:    {key}\ndigest: {KeyStore.hash_key(key)}", highlight=False)
 
 
 @app.command("demo-data")

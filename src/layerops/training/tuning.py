@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,8 +51,14 @@ class _Objective:
     """Fits and scores one parameter set; remembers the best model fitted on the whole train split."""
 
     def __init__(
-        self, name: str, task: Task, data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-        *, metric: str, cv_folds: int, seed: int,
+        self,
+        name: str,
+        task: Task,
+        data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        *,
+        metric: str,
+        cv_folds: int,
+        seed: int,
     ) -> None:
         self.name, self.task, self.data = name, task, data
         self.metric, self.cv_folds, self.seed = metric, cv_folds, seed
@@ -75,7 +80,9 @@ class _Objective:
             ]
             return float(np.mean(scores))
         value, model = self._fit_score(params, x_train, y_train, x_val, y_val)
-        if not math.isnan(value) and (math.isnan(self.best_value) or better(self.metric, value, self.best_value)):
+        if not math.isnan(value) and (
+            math.isnan(self.best_value) or better(self.metric, value, self.best_value)
+        ):
             self.best_value, self.best_model = value, model
         return value
 

@@ -1,0 +1,115 @@
+"""`layerops serve`: run the delivery layer under uvicorn, configured by flags and LAYEROPS_* vars.
+
+Flags are exported as `LAYEROPS_*` variables so every uvicorn worker process builds the same
+`ServeSettings` in `app_factory`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from layerops.errors import LayeropsError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+def app_factory() -> FastAPI:
+    """Build the app from the environment (called by uvicorn in each worker)."""
+    from layerops.delivery.app import create_app
+    from layerops.delivery.settings import ServeSettings
+    from layerops.repository.factory import open_repository
+
+    settings = ServeSettings()
+    return create_app(settings, open_repository(settings))
+
+
+def serve(
+    ctx: typer.Context,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="NAME[@ALIAS|@VERSION], repeatable [env: LAYEROPS_MODELS, comma-separated; "
+            "default: every model with a production alias]",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address [env: LAYEROPS_HOST; default 127.0.0.1]")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env: LAYEROPS_PORT; default 8000]")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes [env: LAYEROPS_WORKERS; default 1]")
+    ] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="auto, onnx or native [env: LAYEROPS_ENGINE; default auto]")
+    ] = None,
+    reload_interval: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds between alias checks; 0 disables "
+            "[env: LAYEROPS_RELOAD_INTERVAL_SECONDS; default 30]"
+        ),
+    ] = None,
+    api_key_file: Annotated[
+        str | None, typer.Option(help="File of SHA-256 key digests [env: LAYEROPS_API_KEY_FILE]")
+    ] = None,
+    start_degraded: Annotated[
+        bool, typer.Option("--start-degraded", help="Start even if a model fails to load")
+    ] = False,
+) -> None:
+    """Serve models over HTTP: native REST, KServe V2, MLflow /invocations, health and metrics."""
+    import uvicorn
+
+    from layerops.delivery.settings import ServeSettings
+
+    settings = ctx.obj
+    overrides = {
+        "LAYEROPS_HOME": str(settings.home),
+        "LAYEROPS_TRACKING_URI": settings.tracking_uri,
+        "LAYEROPS_LOG_LEVEL": settings.log_level,
+        "LAYEROPS_MODELS": ",".join(model) if model else None,
+        "LAYEROPS_HOST": host,
+        "LAYEROPS_PORT": None if port is None else str(port),
+        "LAYEROPS_WORKERS": None if workers is None else str(workers),
+        "LAYEROPS_ENGINE": engine,
+        "LAYEROPS_RELOAD_INTERVAL_SECONDS": None if reload_interval is None else str(reload_interval),
+        "LAYEROPS_API_KEY_FILE": api_key_file,
+        "LAYEROPS_START_DEGRADED": "true" if start_degraded else None,
+    }
+    os.environ.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        serve_settings = ServeSettings()
+    except ValueError as exc:
+        raise LayeropsError(f"invalid server setting: {_first_error(exc)}") from None
+    # Preflight: the initiating phase runs here first, so a model that cannot load stops start-up
+    # with one clear line; one worker then serves this very app, several build their own.
+    app = app_factory()
+    app.state.reloader.load_all(degraded=serve_settings.start_degraded)
+    target: object = app if serve_settings.workers == 1 else "layerops.cli.serve:app_factory"
+    # uvicorn shuts down gracefully on SIGTERM (stop accepting, finish in-flight requests), then
+    # re-raises the signal to the handler in place before it started; with the default handler
+    # the process would end as "killed by SIGTERM". A completed graceful shutdown exits 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    uvicorn.run(
+        target,  # type: ignore[arg-type]
+        factory=serve_settings.workers > 1,
+        host=serve_settings.host,
+        port=serve_settings.port,
+        workers=serve_settings.workers,
+        access_log=False,
+        log_level=serve_settings.log_level.lower(),
+        timeout_graceful_shutdown=max(5, int(serve_settings.request_timeout_seconds) + 5),
+        lifespan="on",
+    )
+
+
+def _first_error(exc: ValueError) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    messages = [line for line in lines if not line.startswith("For further information")]
+    return messages[-1].split(" [type=")[0] if messages else str(exc)

@@ -1,0 +1,136 @@
+"""The app factory: `create_app(settings, repository)` wires registry, service, routes, middleware.
+
+Initiating phase (lifespan start): resolve the configured names/aliases, load and warm each
+model, fail fast when one cannot load (unless `start_degraded`). Running phase: the routes.
+Nothing here is global: each app owns its registry, service and Prometheus registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from layerops import __version__
+from layerops.delivery.http_errors import install_error_handlers
+from layerops.delivery.metrics import Metrics, MetricsMiddleware
+from layerops.delivery.middleware import (
+    AccessLogMiddleware,
+    ApiKeyMiddleware,
+    BodySizeLimitMiddleware,
+    KeyStore,
+    RequestIdMiddleware,
+    TimeoutMiddleware,
+)
+from layerops.delivery.models import ModelLoader, ModelRegistry, ServedModel
+from layerops.delivery.reload import Reloader
+from layerops.delivery.routes import health, native, v2
+from layerops.delivery.routes import mlflow as mlflow_scoring
+from layerops.delivery.service import InferenceService, Prediction
+from layerops.delivery.settings import ServeSettings
+from layerops.errors import LayeropsError
+from layerops.repository.api import ModelRepository
+
+log = logging.getLogger("layerops.delivery")
+
+PUBLIC_PATHS = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/ping"})
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+ADMIN_PREFIXES = ("/admin/",)
+
+
+def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
+    """A ready-to-run ASGI app serving the models `settings` names from `repository`."""
+    keys = KeyStore.from_sources(
+        settings.api_keys, settings.api_key_file, settings.admin_api_keys, settings.admin_api_key_file
+    )
+    metrics = Metrics()
+    loader = ModelLoader(repository, settings)
+    refs = settings.model_refs()
+    registry = ModelRegistry(refs or loader.discover())
+    if not registry.refs:
+        raise LayeropsError(
+            "no models to serve: none has a 'production' alias; promote one or pass --model NAME@ALIAS"
+        )
+
+    def observe(prediction: Prediction) -> None:
+        model = prediction.model
+        if prediction.classes:
+            metrics.observe_classes(model.name, str(model.version), prediction.labels())
+        else:
+            metrics.observe_values(model.name, str(model.version), prediction.values())
+
+    service = InferenceService(registry, loader, threads=settings.inference_threads, observer=observe)
+
+    def on_swap(new: ServedModel, old: ServedModel | None) -> None:
+        metrics.observe_load(new.name, str(new.version), new.load_seconds)
+        metrics.set_model_info(new.name, str(new.version), new.ref, new.engine.name)
+        if old is not None:
+            metrics.observe_reload(new.name, "success")
+            app.openapi_schema = None  # the new version may take other inputs
+
+    def on_failure(name: str, reason: str) -> None:
+        metrics.observe_reload(name, "failure")
+
+    reloader = Reloader(registry, loader, on_swap=on_swap, on_failure=on_failure)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not registry.ready():  # a caller may have run the initiating phase already (preflight)
+            await anyio.to_thread.run_sync(lambda: reloader.load_all(degraded=settings.start_degraded))
+        for model in registry.models():
+            native.add_documented_predict_route(app.router, service, model)
+            if model.engine_note:
+                log.warning(
+                    "%s v%s serves with the native engine: %s", model.name, model.version, model.engine_note
+                )
+        async with anyio.create_task_group() as group:
+            if settings.reload_interval_seconds > 0:
+                group.start_soon(reloader.poll, settings.reload_interval_seconds)
+            yield
+            group.cancel_scope.cancel()
+        service.close()
+
+    app = FastAPI(
+        title="layerops",
+        version=__version__,
+        description="Models served from the layerops repository.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(native.build_router(service))
+    app.include_router(v2.build_router(service))
+    app.include_router(mlflow_scoring.build_router(service))
+    app.include_router(health.build_router(registry, reloader))
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    # Added innermost first: a request passes metrics → request id → access log → auth →
+    # body limit → timeout → routes.
+    app.add_middleware(
+        TimeoutMiddleware, default_seconds=settings.request_timeout_seconds, per_model=settings.model_timeouts
+    )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        ApiKeyMiddleware,
+        keys=keys,
+        public_paths=PUBLIC_PATHS | (DOCS_PATHS if settings.docs_public else frozenset()),
+        admin_prefixes=ADMIN_PREFIXES,
+        metrics_public=settings.metrics_public,
+    )
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    app.state.registry = registry
+    app.state.service = service
+    app.state.reloader = reloader
+    app.state.metrics = metrics
+    return app

@@ -1,0 +1,139 @@
+"""Inference engines: ONNX Runtime where the bundle carries a validated export, else the native model.
+
+An engine takes the model-ready frame (schema order, float64 numbers, text categories with NaN
+for missing) and returns class indices + probabilities, or regression values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+import pandas as pd
+
+from layerops.bundle import ModelBundle
+from layerops.bundle.onnx_io import PREDICTION_OUTPUT, PROBABILITIES_OUTPUT, onnx_feeds
+from layerops.delivery.inputs import InputValidator
+from layerops.errors import BundleError
+
+PARITY_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class EngineOutput:
+    """What a model returned for a batch."""
+
+    values: np.ndarray
+    """Class indices (classification) or predicted values (regression), shape [N]."""
+    probabilities: np.ndarray | None = None
+    """[N, n_classes] float64, classification only."""
+
+
+class Engine(Protocol):
+    """Runs one model version on a model-ready frame."""
+
+    name: str
+
+    def predict(self, frame: pd.DataFrame) -> EngineOutput:
+        """Outputs for every row of `frame`."""
+        ...
+
+
+class NativeEngine:
+    """The bundle's own fitted scikit-learn pipeline."""
+
+    name = "native"
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        self._model = bundle.model
+        self._classify = bundle.metadata.task == "classification"
+
+    def predict(self, frame: pd.DataFrame) -> EngineOutput:
+        """Native predict / predict_proba."""
+        if self._classify:
+            proba = np.asarray(self._model.predict_proba(frame), dtype=np.float64)
+            return EngineOutput(proba.argmax(axis=1), proba)
+        return EngineOutput(np.asarray(self._model.predict(frame), dtype=np.float64).reshape(-1))
+
+
+class OnnxEngine:
+    """ONNX Runtime, one session per model version, created once at load."""
+
+    name = "onnx"
+
+    def __init__(self, bundle: ModelBundle, *, intra_op_threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        if bundle.onnx_model is None:
+            raise BundleError(f"{bundle.metadata.name}: the bundle has no ONNX export")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(bundle.onnx_model, options, providers=["CPUExecutionProvider"])
+        self._features = list(bundle.metadata.features)
+        self._classify = bundle.metadata.task == "classification"
+        names = [o.name for o in self._session.get_outputs()]
+        self._output = PROBABILITIES_OUTPUT if self._classify else PREDICTION_OUTPUT
+        if self._output not in names:
+            raise BundleError(
+                f"{bundle.metadata.name}: ONNX graph lacks output {self._output!r} (has {names})"
+            )
+
+    def predict(self, frame: pd.DataFrame) -> EngineOutput:
+        """Run the graph; outputs cast to float64."""
+        feeds = onnx_feeds(frame, self._features, self._session)
+        (out,) = self._session.run([self._output], feeds)
+        result = np.asarray(out, dtype=np.float64)
+        if self._classify:
+            return EngineOutput(result.argmax(axis=1), result)
+        return EngineOutput(result.reshape(-1))
+
+
+def reference_frame(bundle: ModelBundle, limit: int | None = None) -> pd.DataFrame:
+    """The bundle's reference rows as a model-ready frame."""
+    rows = bundle.metadata.reference_rows[:limit] if limit is not None else bundle.metadata.reference_rows
+    validator = InputValidator(bundle.metadata, extra="ignore", max_rows=max(1, len(rows)))
+    return validator.rows([row["features"] for row in rows])
+
+
+def parity_error(engine: Engine, bundle: ModelBundle) -> float:
+    """Largest |engine - native| over the bundle's reference rows (probabilities or values)."""
+    rows = bundle.metadata.reference_rows
+    if not rows:
+        return 0.0
+    output = engine.predict(reference_frame(bundle))
+    if output.probabilities is not None:
+        expected = np.asarray([row["probabilities"] for row in rows], dtype=np.float64)
+        return float(np.max(np.abs(output.probabilities - expected)))
+    expected = np.asarray([row["prediction"] for row in rows], dtype=np.float64)
+    return float(np.max(np.abs(output.values - expected)))
+
+
+def build_engine(
+    bundle: ModelBundle, preference: Literal["auto", "onnx", "native"]
+) -> tuple[Engine, str | None]:
+    """The engine to serve `bundle` with, and a note when ONNX was wanted but not used.
+
+    `auto` uses ONNX Runtime when the bundle's export converted and still matches the native
+    model's reference outputs within `PARITY_TOLERANCE`, else falls back to native; `onnx`
+    refuses to fall back.
+    """
+    if preference == "native":
+        return NativeEngine(bundle), None
+    reason: str | None
+    if bundle.onnx_model is None or not bundle.metadata.onnx.converted:
+        reason = f"no validated ONNX export ({bundle.metadata.onnx.reason or 'absent'})"
+    else:
+        try:
+            engine = OnnxEngine(bundle)
+            error = parity_error(engine, bundle)
+        except Exception as exc:  # onnxruntime raises its own error types
+            reason = f"ONNX Runtime failed to load or run the export: {str(exc).splitlines()[0]}"
+        else:
+            if error <= PARITY_TOLERANCE:
+                return engine, None
+            reason = f"ONNX parity check failed at load: max error {error:.2e} > {PARITY_TOLERANCE:g}"
+    if preference == "onnx":
+        raise BundleError(f"{bundle.metadata.name}: engine 'onnx' requested but {reason}")
+    return NativeEngine(bundle), reason

@@ -1,0 +1,106 @@
+"""The one place where errors become HTTP responses: class → status table and the error body.
+
+Every error response has the body `{"error": {"type", "message", "details"?}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from layerops.errors import (
+    BundleError,
+    InputError,
+    LayeropsError,
+    ModelNotReadyError,
+    NotFoundError,
+    OverloadedError,
+    RepositoryUnavailableError,
+)
+
+
+class MalformedBodyError(LayeropsError):
+    """The request body is not valid JSON (or not the JSON shape the route takes)."""
+
+
+_TABLE: list[tuple[type[LayeropsError], int, str]] = [
+    (MalformedBodyError, 400, "malformed_body"),
+    (InputError, 422, "invalid_input"),
+    (NotFoundError, 404, "not_found"),
+    (ModelNotReadyError, 503, "model_not_ready"),
+    (OverloadedError, 503, "overloaded"),
+    (RepositoryUnavailableError, 503, "repository_unavailable"),
+    (BundleError, 500, "model_error"),
+    (LayeropsError, 400, "bad_request"),
+]
+
+
+def status_of(exc: LayeropsError) -> tuple[int, str]:
+    """HTTP status and error type of a domain error (the first matching class wins)."""
+    for cls, status, kind in _TABLE:
+        if isinstance(exc, cls):
+            return status, kind
+    return 500, "internal_error"  # unreachable: LayeropsError is the last row
+
+
+def error_response(
+    status: int,
+    kind: str,
+    message: str,
+    details: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A JSON error response with the standard body."""
+    error: dict[str, Any] = {"type": kind, "message": message}
+    if details:
+        error["details"] = details
+    return Response(
+        orjson.dumps({"error": error}), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def parse_json(body: bytes) -> Any:
+    """The parsed request body; malformed JSON (and NaN/Infinity literals) raise `MalformedBodyError`."""
+    if not body:
+        raise MalformedBodyError("the request body is empty; send JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBodyError(f"malformed JSON: {exc}") from None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map domain errors, FastAPI validation errors and HTTP exceptions to the standard body."""
+
+    async def domain(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LayeropsError)
+        status, kind = status_of(exc)
+        details = exc.problems if isinstance(exc, InputError) else None
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return error_response(status, kind, str(exc), details, headers)
+
+    async def validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        details = [
+            {
+                "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
+                "message": err.get("msg", ""),
+            }
+            for err in exc.errors()
+        ]
+        first = details[0] if details else {"field": "", "message": "invalid request"}
+        return error_response(422, "invalid_input", f"{first['field']}: {first['message']}", details)
+
+    async def http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, kind, str(exc.detail), headers=dict(exc.headers or {}))
+
+    app.add_exception_handler(LayeropsError, domain)
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(StarletteHTTPException, http)

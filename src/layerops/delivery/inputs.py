@@ -1,0 +1,201 @@
+"""Request validation from a bundle's input schema: rows or columns in, a model-ready frame out.
+
+One validator serves every transport (native JSON rows, KServe V2 tensors, MLflow's formats), so
+a bad request gets the same clear 4xx wherever it arrives. Problems name the field and, for a
+category, list the allowed values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from layerops.bundle import BundleMetadata, FeatureSchema
+from layerops.errors import InputError
+
+_MAX_REPORTED = 20
+
+
+class InputValidator:
+    """Checks requests against one model version's schema and builds the frame its engine takes."""
+
+    def __init__(
+        self,
+        metadata: BundleMetadata,
+        *,
+        extra: Literal["forbid", "ignore"] = "forbid",
+        max_rows: int = 10_000,
+    ) -> None:
+        self.features = list(metadata.features)
+        self.names = [f.name for f in self.features]
+        self._by_name = {f.name: f for f in self.features}
+        self._categories = {f.name: frozenset(f.categories or ()) for f in self.features}
+        self.extra = extra
+        self.max_rows = max_rows
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    def rows(self, payload: Any) -> pd.DataFrame:
+        """One JSON object or a list of them → a frame in schema order (raises `InputError`)."""
+        records = [payload] if isinstance(payload, Mapping) else payload
+        if not isinstance(records, list) or not records:
+            raise InputError("the body must be a JSON object (one row) or a non-empty list of objects")
+        self._check_count(len(records))
+        problems: list[dict[str, str]] = []
+        columns: dict[str, list[Any]] = {name: [] for name in self.names}
+        many = len(records) > 1 or not isinstance(payload, Mapping)
+        for index, record in enumerate(records):
+            where = f"[{index}]." if many else ""
+            if not isinstance(record, Mapping):
+                problems.append({"field": f"[{index}]", "message": "must be a JSON object of feature values"})
+                continue
+            if self.extra == "forbid":
+                for key in record:
+                    if key not in self._by_name:
+                        problems.append({"field": f"{where}{key}", "message": self._unknown_field(str(key))})
+            for feature in self.features:
+                value, message = self._value(feature, record.get(feature.name), feature.name in record)
+                if message:
+                    problems.append({"field": f"{where}{feature.name}", "message": message})
+                columns[feature.name].append(value)
+            if len(problems) > _MAX_REPORTED:
+                break
+        self._raise(problems)
+        return self._frame(columns)
+
+    # -- columns ------------------------------------------------------------------------------
+
+    def columns(self, data: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+        """Named columns of equal length (V2 tensors, MLflow dataframe_split) → a frame."""
+        problems: list[dict[str, str]] = []
+        lengths = {len(v) for v in data.values() if isinstance(v, Sequence) and not isinstance(v, str)}
+        if len(lengths) > 1:
+            raise InputError(f"columns have different lengths: {sorted(lengths)}")
+        n = lengths.pop() if lengths else 0
+        if n == 0:
+            raise InputError("no rows: every column is empty")
+        self._check_count(n)
+        if self.extra == "forbid":
+            for key in data:
+                if key not in self._by_name:
+                    problems.append({"field": str(key), "message": self._unknown_field(str(key))})
+        columns: dict[str, list[Any]] = {}
+        for feature in self.features:
+            present = feature.name in data
+            raw = data.get(feature.name)
+            if present and (not isinstance(raw, Sequence) or isinstance(raw, str)):
+                problems.append({"field": feature.name, "message": "must be a list of values"})
+                continue
+            values = list(raw) if present and raw is not None else [None] * n
+            out = []
+            for index, item in enumerate(values):
+                value, message = self._value(feature, item, present)
+                if message:
+                    problems.append({"field": f"{feature.name}[{index}]", "message": message})
+                    if len(problems) > _MAX_REPORTED:
+                        break
+                out.append(value)
+            columns[feature.name] = out
+        self._raise(problems)
+        return self._frame(columns)
+
+    # -- one value ----------------------------------------------------------------------------
+
+    def _value(self, feature: FeatureSchema, value: Any, present: bool) -> tuple[Any, str | None]:
+        if value is None:
+            if feature.required:
+                return None, "field required" if not present else "must not be null"
+            return None, None
+        if feature.dtype == "category":
+            if not isinstance(value, str):
+                return None, f"must be a string, one of: {self._allowed(feature)}"
+            if self._categories[feature.name] and value not in self._categories[feature.name]:
+                return None, f"unknown category {value!r}; allowed: {self._allowed(feature)}"
+            return value, None
+        if isinstance(value, bool):
+            if feature.dtype == "bool":
+                return float(value), None
+            return None, "must be a number, got a boolean"
+        if not isinstance(value, int | float):
+            kind = "a boolean" if feature.dtype == "bool" else "a number"
+            return None, f"must be {kind}, got {_json_type(value)}"
+        number = float(value)
+        if not math.isfinite(number):
+            return None, "must be a finite number (NaN and infinity are not allowed)"
+        if feature.dtype == "int" and not number.is_integer():
+            return None, f"must be a whole number, got {value}"
+        if feature.dtype == "bool" and number not in (0.0, 1.0):
+            return None, f"must be a boolean, got {value}"
+        return number, None
+
+    def _allowed(self, feature: FeatureSchema) -> str:
+        return ", ".join(feature.categories or []) or "any string"
+
+    def _unknown_field(self, key: str) -> str:
+        return f"unknown field; the model takes: {', '.join(self.names)}"
+
+    def _check_count(self, n: int) -> None:
+        if n > self.max_rows:
+            raise InputError(f"batch of {n} rows exceeds the limit of {self.max_rows} rows per request")
+
+    @staticmethod
+    def _raise(problems: list[dict[str, str]]) -> None:
+        if not problems:
+            return
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InputError(f"{first['field']}: {first['message']}{more}", problems[:_MAX_REPORTED])
+
+    def _frame(self, columns: dict[str, list[Any]]) -> pd.DataFrame:
+        data: dict[str, Any] = {}
+        for feature in self.features:
+            values = columns[feature.name]
+            if feature.dtype == "category":
+                data[feature.name] = np.array([np.nan if v is None else v for v in values], dtype=object)
+            else:
+                data[feature.name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        return pd.DataFrame(data, columns=self.names)
+
+    # -- documentation ------------------------------------------------------------------------
+
+    def json_schema(self) -> dict[str, Any]:
+        """JSON Schema of one row (for OpenAPI): types, required fields, enums for categories."""
+        properties: dict[str, Any] = {}
+        for f in self.features:
+            prop: dict[str, Any]
+            if f.dtype == "category":
+                prop = {"type": "string"}
+                if f.categories:
+                    prop["enum"] = list(f.categories)
+            elif f.dtype == "bool":
+                prop = {"type": "boolean"}
+            else:
+                prop = {"type": "integer" if f.dtype == "int" else "number"}
+                if f.min is not None and f.max is not None:
+                    prop["description"] = f"observed in training: {f.min:g} to {f.max:g}"
+            if not f.required:
+                prop = {
+                    "anyOf": [prop, {"type": "null"}],
+                    **({"description": prop.pop("description")} if "description" in prop else {}),
+                }
+            properties[f.name] = prop
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": [f.name for f in self.features if f.required],
+            "additionalProperties": self.extra != "forbid",
+        }
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, str):
+        return f"a string {value!r}" if len(value) <= 20 else "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

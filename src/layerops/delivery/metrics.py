@@ -1,0 +1,179 @@
+"""Prometheus metrics of one app, in a `CollectorRegistry` of its own (never the global one).
+
+`Metrics` holds the series and the methods the server calls; `MetricsMiddleware` (outermost)
+counts and times every HTTP request by route template, model, version and status.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from layerops.delivery.middleware import request_state, route_template
+
+UNMATCHED_ROUTE = "unmatched"
+"""The route label of requests no route matched (bounds the label's cardinality)."""
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Request duration buckets in seconds, from 0.5 ms (fast tabular inference) to 10 s."""
+
+VALUE_BUCKETS = (0.0, *(10.0**e for e in range(-2, 7)))
+"""Regression prediction buckets: 0 and 10^k for k in -2..6, for targets of unknown scale.
+
+Negative predictions fall in `le="0"`. Buckets below 0 are possible (`Metrics(value_buckets=...)`)
+but prometheus_client then drops the `_sum` series, and with it the mean prediction.
+"""
+
+
+class Metrics:
+    """The server's Prometheus series; each instance owns an independent registry."""
+
+    def __init__(self, *, value_buckets: Sequence[float] = VALUE_BUCKETS) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "layerops_requests_total",
+            "HTTP requests by model, version, route template and status.",
+            ["model", "version", "route", "status"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "layerops_request_duration_seconds",
+            "HTTP request duration in seconds, until the response body is sent.",
+            ["model", "version", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "layerops_predictions_total",
+            "Predicted classes of classification models.",
+            ["model", "version", "class"],
+            registry=r,
+        )
+        self.prediction_value = Histogram(
+            "layerops_prediction_value",
+            "Predicted values of regression models.",
+            ["model", "version"],
+            buckets=value_buckets,
+            registry=r,
+        )
+        self.model_load_seconds = Gauge(
+            "layerops_model_load_seconds",
+            "Seconds it took to load and warm a model version.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "layerops_model_info",
+            "Served model versions (value 1) with their alias and engine.",
+            ["model", "version", "alias", "engine"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "layerops_reloads_total",
+            "Hot reloads of a model by outcome (success, failure).",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.in_flight = Gauge("layerops_in_flight_requests", "HTTP requests being served.", registry=r)
+        self._served: dict[tuple[str, str], tuple[str, str]] = {}  # (model, alias) → (version, engine)
+        self._lock = threading.Lock()  # swaps are reported from reload threads
+
+    def observe_request(self, model: str, version: str, route: str, status: int, seconds: float) -> None:
+        """Count one finished HTTP request and record its duration."""
+        self.requests.labels(model, version, route, str(status)).inc()
+        self.request_duration.labels(model, version, route).observe(seconds)
+
+    def observe_classes(self, model: str, version: str, labels: Sequence[str]) -> None:
+        """Count predicted class labels of a classification batch."""
+        for label, count in Tally(labels).items():
+            self.predictions.labels(model, version, str(label)).inc(count)
+
+    def observe_values(self, model: str, version: str, values: Iterable[float]) -> None:
+        """Record predicted values of a regression batch (non-finite values are skipped)."""
+        histogram = self.prediction_value.labels(model, version)
+        for value in values:
+            if math.isfinite(value):
+                histogram.observe(float(value))
+
+    def observe_load(self, model: str, version: str, seconds: float) -> None:
+        """Record how long loading and warming a model version took."""
+        self.model_load_seconds.labels(model, version).set(seconds)
+
+    def set_model_info(self, model: str, version: str, alias: str, engine: str) -> None:
+        """Mark `model@alias` as served by `version` on `engine`, dropping the series of what it replaced."""
+        with self._lock:
+            old = self._served.get((model, alias))
+            self._served[(model, alias)] = (version, engine)
+            if old is not None and old != (version, engine):
+                self.model_info.remove(model, old[0], alias, old[1])
+                self._forget_load_unless_served(model, old[0])
+            self.model_info.labels(model, version, alias, engine).set(1)
+            for outcome in ("success", "failure"):
+                self.reloads.labels(model, outcome)  # start at 0 so rate() sees the first reload
+
+    def clear_model_info(self, model: str, alias: str) -> None:
+        """Forget `model@alias` (it is no longer served)."""
+        with self._lock:
+            old = self._served.pop((model, alias), None)
+            if old is not None:
+                self.model_info.remove(model, old[0], alias, old[1])
+                self._forget_load_unless_served(model, old[0])
+
+    def _forget_load_unless_served(self, model: str, version: str) -> None:
+        if all(v != version for (m, _), (v, _) in self._served.items() if m == model):
+            self.model_load_seconds.remove(model, version)
+
+    def observe_reload(self, model: str, outcome: Literal["success", "failure"]) -> None:
+        """Count one hot reload attempt of `model`."""
+        if outcome not in ("success", "failure"):
+            raise ValueError(f"reload outcome must be 'success' or 'failure', got {outcome!r}")
+        self.reloads.labels(model, outcome).inc()
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition body and its content type (Prometheus text, or OpenMetrics if `accept` asks)."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+
+class MetricsMiddleware:
+    """Count in-flight requests and record every HTTP request's route, model, version, status, duration."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = request_state(scope)  # created here so handlers and this middleware share it
+        status = 500  # if the app raises before answering, the server's error handler sends 500
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_observed)
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.observe_request(
+                str(state.get("model") or ""),
+                str(state.get("model_version") or ""),
+                route_template(scope) or UNMATCHED_ROUTE,
+                status,
+                time.perf_counter() - start,
+            )

@@ -1,0 +1,191 @@
+"""Loaded models: how a version is loaded, warmed and checked, and the registry that serves them.
+
+The registry maps a model name to its `ServedModel`, an immutable object. A reload builds a new
+one aside and swaps the dict entry (atomic under the GIL): a request that already holds the old
+object finishes on it, and the old one is released when the last such request ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from layerops.bundle import BundleMetadata
+from layerops.delivery.engines import Engine, build_engine, parity_error, reference_frame
+from layerops.delivery.inputs import InputValidator
+from layerops.delivery.settings import ModelRef, ServeSettings
+from layerops.errors import BundleError, ModelNotReadyError, NotFoundError
+from layerops.repository.api import ModelRepository
+
+_PINNED_CACHE = 4
+NATIVE_CHECK_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded model version with its engine and request validator."""
+
+    name: str
+    version: int
+    ref: str
+    """The reference it was loaded by: an alias or a version number."""
+    aliases: tuple[str, ...]
+    metadata: BundleMetadata
+    engine: Engine = field(repr=False)
+    validator: InputValidator = field(repr=False)
+    engine_note: str | None = None
+    """Why ONNX Runtime is not used, when it is not."""
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    load_seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """Name, version, aliases, task and engine (for `GET /models`)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "alias": None if self.ref.isdigit() else self.ref,
+            "aliases": list(self.aliases),
+            "task": self.metadata.task,
+            "engine": self.engine.name,
+        }
+
+
+class ModelLoader:
+    """Loads a version from the repository: bundle → engine → warm-up → reference check."""
+
+    def __init__(self, repository: ModelRepository, settings: ServeSettings) -> None:
+        self._repository = repository
+        self._settings = settings
+
+    def resolve(self, name: str, ref: str) -> int:
+        """The version number `ref` (alias or number) names now."""
+        if ref.isdigit():
+            return self._repository.get_version(name, int(ref)).version
+        return self._repository.resolve_alias(name, ref).version
+
+    def load(self, name: str, ref: str, *, version: int | None = None) -> ServedModel:
+        """Load, warm and check the version `ref` names (or `version`, already resolved from it).
+
+        Raises a `LayeropsError` naming the model and the reason.
+        """
+        start = time.perf_counter()
+        if version is None and ref.isdigit():
+            version = int(ref)
+        entry = (
+            self._repository.get_version(name, version)
+            if version is not None
+            else self._repository.resolve_alias(name, ref)
+        )
+        bundle = self._repository.load_bundle(name, entry.version)
+        engine, note = build_engine(bundle, self._settings.engine)
+        if engine.name == "native" and bundle.metadata.reference_rows:
+            # The native model must still answer its own reference rows as it did at training.
+            error = parity_error(engine, bundle)
+            if error > NATIVE_CHECK_TOLERANCE:
+                raise BundleError(
+                    f"{name} v{entry.version}: reference rows differ from training by {error:.2e}"
+                )
+        warm = self._settings.warm_rows
+        if warm and bundle.metadata.reference_rows:
+            frame = reference_frame(bundle, warm)
+            for _ in range(3):
+                engine.predict(frame.iloc[:1])
+                engine.predict(frame)
+        validator = InputValidator(
+            bundle.metadata, extra=self._settings.extra_fields, max_rows=self._settings.max_batch_rows
+        )
+        return ServedModel(
+            name=name,
+            version=entry.version,
+            ref=ref,
+            aliases=entry.aliases,
+            metadata=bundle.metadata,
+            engine=engine,
+            validator=validator,
+            engine_note=note,
+            load_seconds=time.perf_counter() - start,
+        )
+
+    def discover(self) -> list[ModelRef]:
+        """Every registered model that has a `production` alias."""
+        return [
+            ModelRef(s.name, "production")
+            for s in self._repository.list_models()
+            if "production" in s.aliases
+        ]
+
+
+class ModelRegistry:
+    """The models a server answers with: one current version per name, plus pinned versions."""
+
+    def __init__(self, refs: list[ModelRef]) -> None:
+        self.refs = {ref.name: ref for ref in refs}
+        self._current: dict[str, ServedModel] = {}
+        self._pinned: OrderedDict[tuple[str, int], ServedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self.failures: dict[str, str] = {}
+        """Model name → why its last load failed (cleared by a successful load)."""
+
+    def get(self, name: str) -> ServedModel:
+        """The current version of `name`."""
+        model = self._current.get(name)
+        if model is not None:
+            return model
+        if name in self.refs:
+            reason = self.failures.get(name, "still loading")
+            raise ModelNotReadyError(f"model '{name}' is not loaded: {reason}")
+        raise NotFoundError(
+            f"model '{name}' is not served here; served: {', '.join(sorted(self.refs)) or 'none'}"
+        )
+
+    def get_version(self, name: str, version: int, loader: ModelLoader) -> ServedModel:
+        """A specific version: the current one, a cached pinned one, or loaded now (and cached)."""
+        current = self.get(name)
+        if current.version == version:
+            return current
+        key = (name, version)
+        with self._lock:
+            pinned = self._pinned.get(key)
+            if pinned is not None:
+                self._pinned.move_to_end(key)
+                return pinned
+        model = loader.load(name, str(version))
+        with self._lock:
+            self._pinned[key] = model
+            while len(self._pinned) > _PINNED_CACHE:
+                self._pinned.popitem(last=False)
+        return model
+
+    def swap(self, model: ServedModel) -> ServedModel | None:
+        """Make `model` the current version of its name; return the one it replaced."""
+        old = self._current.get(model.name)
+        self._current[model.name] = model
+        self.failures.pop(model.name, None)
+        return old
+
+    def fail(self, name: str, reason: str) -> None:
+        """Record a failed load of `name` (the current version, if any, keeps serving)."""
+        self.failures[name] = reason
+
+    def models_by_name(self) -> dict[str, ServedModel]:
+        """A snapshot of the current models."""
+        return dict(self._current)
+
+    def models(self) -> list[ServedModel]:
+        """Every current model, by name."""
+        return [self._current[name] for name in sorted(self._current)]
+
+    def ready(self) -> bool:
+        """True when every configured model has a loaded version."""
+        return all(name in self._current for name in self.refs)
+
+
+def probabilities_by_class(probabilities: np.ndarray, classes: list[str]) -> list[dict[str, float]]:
+    """Rows of class probabilities as `{label: p}` mappings."""
+    return [dict(zip(classes, map(float, row), strict=True)) for row in probabilities]

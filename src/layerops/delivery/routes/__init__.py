@@ -1,0 +1,1 @@
+"""HTTP transports: thin adapters that parse, call the inference service, and format."""

@@ -1,0 +1,238 @@
+"""MLflow's scoring protocol as `mlflow models serve` implements it (`mlflow/pyfunc/scoring_server`).
+
+`GET /ping` and `/health` (body "\\n"), `GET /version`, and `POST /invocations` taking JSON with
+exactly one of `dataframe_split`, `dataframe_records`, `instances`, `inputs`, or a `text/csv` body
+(header row + rows). Answers `{"predictions": [...]}`: class labels for a classifier (what an
+sklearn pyfunc's `predict` returns), values for a regressor. Errors have MLflow's body
+`{"error_code": ..., "message": ...}`: BAD_REQUEST (400), RESOURCE_DOES_NOT_EXIST (404),
+TEMPORARILY_UNAVAILABLE (503). With several served models, `?model=NAME` or an `X-Model-Name`
+header picks the one that answers.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, ParamSpec
+
+import pandas as pd
+from fastapi import APIRouter, Header, Request
+from starlette.responses import Response
+
+from layerops import __version__
+from layerops.delivery.http_errors import MalformedBodyError, parse_json, status_of
+from layerops.delivery.models import ServedModel
+from layerops.delivery.routes.native import json_response, mark
+from layerops.delivery.service import InferenceService, Prediction
+from layerops.errors import LayeropsError
+
+P = ParamSpec("P")
+
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+"""The JSON input fields MLflow's scoring server takes (exactly one per request)."""
+CONTENT_TYPES = ("application/json", "text/csv")
+REQUIRED_INPUT_FORMAT = (
+    "The input must be a JSON dictionary with exactly one of the input fields "
+    "{'dataframe_split', 'dataframe_records', 'instances', 'inputs'}"
+)
+_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    415: "BAD_REQUEST",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
+
+Columns = dict[str, list[Any]]
+Rows = list[Any]
+
+
+class UnsupportedMediaTypeError(MalformedBodyError):
+    """The body is neither JSON nor CSV (MLflow answers 415)."""
+
+
+def mlflow_error(exc: LayeropsError) -> Response:
+    """A domain error as MLflow's error body; invalid input is a 400, as MLflow answers it."""
+    status = 415 if isinstance(exc, UnsupportedMediaTypeError) else status_of(exc)[0]
+    status = 400 if status == 422 else status
+    body = {"error_code": _ERROR_CODES.get(status, "INTERNAL_ERROR"), "message": str(exc)}
+    return json_response(body, status=status, headers={"Retry-After": "1"} if status == 503 else None)
+
+
+def _mlflow_errors(handler: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
+    """Answer a handler's domain errors with MLflow's error body."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return await handler(*args, **kwargs)
+        except LayeropsError as exc:
+            return mlflow_error(exc)
+
+    return wrapper
+
+
+def media_type(content_type: str | None) -> str:
+    """The body's media type: JSON or CSV, UTF-8 only (a missing Content-Type is taken as JSON)."""
+    if not content_type:
+        return "application/json"
+    mime, *parameters = (part.strip() for part in content_type.split(";"))
+    for parameter in parameters:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() != "charset":
+            raise UnsupportedMediaTypeError(f"Unrecognized content type parameter: {key.strip()}")
+        if value.strip().strip('"').lower() != "utf-8":
+            raise UnsupportedMediaTypeError("The scoring server only supports UTF-8")
+    if mime.lower() not in CONTENT_TYPES:
+        raise UnsupportedMediaTypeError(
+            f"This predictor only supports the following content types: {', '.join(CONTENT_TYPES)}. "
+            f"Got '{content_type}'."
+        )
+    return mime.lower()
+
+
+def parse_payload(data: Any, names: Sequence[str]) -> Columns | Rows:
+    """Named columns (a dict) or rows (a list) from a decoded MLflow JSON request.
+
+    Rows given as lists rather than objects are positional, in the model's feature order.
+    """
+    if not isinstance(data, dict):
+        received = "a list" if isinstance(data, list) else f"type {type(data).__name__}"
+        raise MalformedBodyError(f"Invalid input. {REQUIRED_INPUT_FORMAT}. Received {received}.")
+    present = [key for key in FORMATS if key in data]
+    if len(present) != 1:
+        raise MalformedBodyError(
+            f"{REQUIRED_INPUT_FORMAT}. Received dictionary with input fields: {list(data)}."
+        )
+    key = present[0]
+    value = data[key]
+    if key == "dataframe_split":
+        return _split(value, names)
+    if key == "dataframe_records":
+        if not isinstance(value, list):
+            raise MalformedBodyError("Invalid input. Dataframe records format must be a list of records.")
+        return _rows(value, names)
+    if isinstance(value, dict):  # `instances` / `inputs` as columns, or as one record
+        if any(isinstance(v, list) for v in value.values()):
+            return dict(value)
+        return [value]
+    if isinstance(value, list):
+        return _rows(value, names)
+    raise MalformedBodyError(f"Invalid input. '{key}' must be a list of records or a dictionary of columns.")
+
+
+def _split(value: Any, names: Sequence[str]) -> Columns:
+    """`dataframe_split`: {columns, data[, index]}; without columns, data is in feature order."""
+    if not isinstance(value, dict) or "data" not in value or set(value) - {"columns", "data", "index"}:
+        raise MalformedBodyError(
+            "Invalid input. Dataframe split format must be a dictionary with a 'data' field and "
+            "optionally 'columns' and 'index' fields."
+        )
+    columns = value.get("columns", list(names))
+    rows = value["data"]
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise MalformedBodyError("Invalid input. dataframe_split 'columns' must be a list of column names.")
+    if len(set(columns)) != len(columns):
+        raise MalformedBodyError("Invalid input. dataframe_split 'columns' has duplicate names.")
+    if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == len(columns) for r in rows):
+        raise MalformedBodyError(
+            f"Invalid input. dataframe_split 'data' must be a list of rows of {len(columns)} values "
+            f"({', '.join(columns)})."
+        )
+    return {name: [row[j] for row in rows] for j, name in enumerate(columns)}
+
+
+def _rows(records: list[Any], names: Sequence[str]) -> Rows:
+    """Records as objects; a row given as a list maps positionally onto the feature names."""
+    rows: Rows = []
+    for index, record in enumerate(records):
+        if isinstance(record, list):
+            if len(record) != len(names):
+                raise MalformedBodyError(
+                    f"Invalid input. Row {index} has {len(record)} values; the model takes "
+                    f"{len(names)} ({', '.join(names)})."
+                )
+            record = dict(zip(names, record, strict=True))
+        rows.append(record)
+    return rows
+
+
+def parse_csv(body: bytes, categorical: Sequence[str]) -> Columns:
+    """Named columns from a CSV body (a header row, then rows); empty cells are missing values."""
+    try:
+        frame = pd.read_csv(io.StringIO(body.decode("utf-8")), dtype=dict.fromkeys(categorical, str))
+    except (UnicodeDecodeError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+        raise MalformedBodyError(
+            "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid CSV-formatted "
+            f"Pandas DataFrame produced using the `pandas.DataFrame.to_csv()` method. Error: '{exc}'"
+        ) from None
+    frame = frame.astype(object).where(frame.notna(), None)
+    return {str(name): values for name, values in frame.to_dict(orient="list").items()}
+
+
+def build_router(service: InferenceService) -> APIRouter:
+    """`/ping`, `/health`, `/version` and `/invocations` over `service`."""
+    router = APIRouter(tags=["mlflow scoring protocol"])
+
+    async def ping() -> Response:
+        status = 200 if service.registry.ready() else 503
+        return Response("\n", status_code=status, media_type="application/json")
+
+    router.add_api_route("/ping", ping, methods=["GET"], summary="Healthy when every model is loaded")
+    router.add_api_route("/health", ping, methods=["GET"], summary="The same as /ping")
+
+    @router.get("/version", summary="The server version")
+    async def version() -> Response:
+        return Response(__version__, media_type="text/plain")
+
+    def model_name(query: str | None, header: str | None) -> str:
+        if query and header and query != header:
+            raise LayeropsError(f"?model={query} and X-Model-Name: {header} name different models")
+        chosen = query or header
+        if chosen:
+            return chosen
+        served = sorted(service.registry.refs)
+        if len(served) == 1:
+            return served[0]
+        raise LayeropsError(
+            f"this server serves several models ({', '.join(served)}); "
+            "choose one with ?model=NAME or an X-Model-Name header"
+        )
+
+    def score(name: str, body: bytes, media: str) -> Prediction:
+        model: ServedModel = service.model(name)
+        if media == "text/csv":
+            categorical = [f.name for f in model.metadata.features if f.dtype == "category"]
+            return service.predict_columns(name, parse_csv(body, categorical))
+        payload = parse_payload(parse_json(body), model.validator.names)
+        if isinstance(payload, dict):
+            return service.predict_columns(name, payload)
+        return service.predict_rows(name, payload)
+
+    @router.post(
+        "/invocations",
+        summary="Predict (MLflow scoring protocol)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            }
+        },
+    )
+    @_mlflow_errors
+    async def invocations(
+        request: Request,
+        model: str | None = None,
+        x_model_name: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        name = model_name(model, x_model_name)
+        media = media_type(request.headers.get("content-type"))
+        prediction = await service.run(score, name, await request.body(), media)
+        return json_response(
+            {"predictions": prediction.predictions()}, headers=mark(request, prediction.model)
+        )
+
+    return router

@@ -1,0 +1,106 @@
+"""The native REST routes: list models, model metadata, predict (current or explicit version)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from layerops.delivery.http_errors import parse_json
+from layerops.delivery.models import ServedModel
+from layerops.delivery.service import InferenceService, Prediction
+
+
+def json_response(body: Any, *, headers: dict[str, str] | None = None, status: int = 200) -> Response:
+    """A JSON response serialised with orjson (numpy scalars and arrays included)."""
+    payload = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(payload, status_code=status, media_type="application/json", headers=headers)
+
+
+def mark(request: Request, model: ServedModel) -> dict[str, str]:
+    """Label the request with the model that answered (for logs and metrics); return headers."""
+    request.state.model = model.name
+    request.state.model_version = str(model.version)
+    return {"X-Model-Name": model.name, "X-Model-Version": str(model.version)}
+
+
+def describe(model: ServedModel) -> dict[str, Any]:
+    """A served model's metadata: schema, classes, metrics, lineage, engine."""
+    meta = model.metadata
+    return {
+        **model.summary(),
+        "engine_note": model.engine_note,
+        "target": meta.target,
+        "classes": meta.classes,
+        "inputs": [f.model_dump() for f in meta.features],
+        "dropped_columns": meta.dropped_columns,
+        "candidate": meta.candidate,
+        "params": meta.params,
+        "metrics": meta.metrics,
+        "latency_at_training": meta.latency,
+        "lineage": meta.lineage.model_dump(),
+        "onnx": meta.onnx.model_dump(),
+        "created_at": meta.created_at,
+        "loaded_at": model.loaded_at.isoformat(timespec="seconds"),
+    }
+
+
+def build_router(service: InferenceService) -> APIRouter:
+    """The native routes over `service`."""
+    router = APIRouter(tags=["models"])
+
+    @router.get("/models", summary="Every served model")
+    async def list_models() -> Response:
+        return json_response({"models": [m.summary() for m in service.registry.models()]})
+
+    @router.get("/models/{name}", summary="A model's metadata and input schema")
+    async def model_metadata(name: str) -> Response:
+        return json_response(describe(service.model(name)))
+
+    async def _predict(request: Request, name: str, version: int | None) -> Response:
+        payload = parse_json(await request.body())
+        prediction: Prediction = await service.run(service.predict_rows, name, payload, version)
+        return json_response(prediction.as_dict(), headers=mark(request, prediction.model))
+
+    @router.post("/models/{name}/predict", summary="Predict with the served version", include_in_schema=False)
+    async def predict(name: str, request: Request) -> Response:
+        return await _predict(request, name, None)
+
+    @router.post(
+        "/models/{name}/versions/{version}/predict",
+        summary="Predict with an explicit version",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": ["object", "array"]}}},
+            }
+        },
+    )
+    async def predict_version(name: str, version: int, request: Request) -> Response:
+        return await _predict(request, name, version)
+
+    return router
+
+
+def add_documented_predict_route(router_owner: Any, service: InferenceService, model: ServedModel) -> None:
+    """Add `POST /models/<name>/predict` with the model's typed request schema to the OpenAPI docs."""
+    row = model.validator.json_schema()
+    schema = {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
+
+    async def predict(request: Request) -> Response:
+        payload = parse_json(await request.body())
+        prediction: Prediction = await service.run(service.predict_rows, model.name, payload, None)
+        return json_response(prediction.as_dict(), headers=mark(request, prediction.model))
+
+    router_owner.add_api_route(
+        f"/models/{model.name}/predict",
+        predict,
+        methods=["POST"],
+        tags=["models"],
+        summary=f"Predict with {model.name} ({model.metadata.task})",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}
+        },
+    )

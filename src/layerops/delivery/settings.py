@@ -1,0 +1,124 @@
+"""Server settings: `LAYEROPS_*` environment variables and `layerops serve` flags."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from layerops.settings import Settings
+
+DEFAULT_ALIAS = "production"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A served model: its name and a version number or an alias (`iris@production`, `shipping@3`)."""
+
+    name: str
+    ref: str
+
+    @property
+    def version(self) -> int | None:
+        """The pinned version number, or None when `ref` is an alias."""
+        return int(self.ref) if self.ref.isdigit() else None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        """`name`, `name@alias` or `name@version`; a bare name means the production alias."""
+        name, _, ref = text.strip().partition("@")
+        if not name or (ref == "" and "@" in text):
+            raise ValueError(f"bad model reference {text!r}: use NAME, NAME@ALIAS or NAME@VERSION")
+        return cls(name, ref or DEFAULT_ALIAS)
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.ref}"
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ServeSettings(Settings):
+    """Everything `layerops serve` needs; built at the entry point, never at import time."""
+
+    models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Models to serve, comma-separated `NAME[@ALIAS|@VERSION]`; empty: every model with a
+    `production` alias."""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    """Comma-separated API keys for the predict and read routes."""
+    api_key_file: Path | None = None
+    """A file of SHA-256 hex digests of API keys, one per line."""
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    """Comma-separated keys that may also call `/admin/*`."""
+    admin_api_key_file: Path | None = None
+    metrics_public: bool = False
+    """Serve `/metrics` without a key."""
+    docs_public: bool = True
+    """Serve `/docs`, `/redoc` and `/openapi.json` (the request schemas) without a key."""
+    insecure_no_auth: bool = False
+    """Allow serving on a non-loopback address without any API key (not recommended)."""
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    model_timeouts: dict[str, float] = Field(default_factory=dict)
+    """Per-model timeout overrides in seconds, e.g. `{"shipping": 5}`."""
+    max_body_bytes: int = Field(default=10 * 2**20, gt=0)
+    max_batch_rows: int = Field(default=10_000, gt=0)
+    extra_fields: Literal["forbid", "ignore"] = "forbid"
+    """What to do with request fields the model does not know."""
+    reload_interval_seconds: float = Field(default=30.0, ge=0)
+    """How often to poll aliases for new versions; 0 disables polling (`/admin/reload` still works)."""
+    start_degraded: bool = False
+    """Start even if a model cannot load; `/health/ready` reports it."""
+    engine: Literal["auto", "onnx", "native"] = "auto"
+    """auto: ONNX Runtime where the bundle has a validated export, else the native model."""
+    inference_threads: int = Field(default=4, ge=1, le=256)
+    """Worker threads for inference per process; bounds concurrent model calls."""
+    warm_rows: int = Field(default=5, ge=0)
+
+    @field_validator("models", "api_keys", "admin_api_keys", mode="before")
+    @classmethod
+    def _comma_lists(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("models")
+    @classmethod
+    def _valid_refs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ModelRef.parse(item)
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_open_public_server(self) -> ServeSettings:
+        has_keys = bool(self.api_keys or self.api_key_file or self.admin_api_keys or self.admin_api_key_file)
+        if not has_keys and not self.insecure_no_auth and not _is_loopback(self.host):
+            raise ValueError(
+                f"refusing to serve on {self.host} without API keys: set LAYEROPS_API_KEYS or "
+                "LAYEROPS_API_KEY_FILE (or LAYEROPS_INSECURE_NO_AUTH=true)"
+            )
+        return self
+
+    def model_refs(self) -> list[ModelRef]:
+        """The configured model references (empty: discover every `production` alias)."""
+        return [ModelRef.parse(item) for item in self.models]
+
+    def timeout_for(self, name: str) -> float:
+        """The request timeout of model `name`."""
+        return self.model_timeouts.get(name, self.request_timeout_seconds)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
