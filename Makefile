@@ -11,11 +11,21 @@ env:
 		python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
 	$(UV) sync --frozen
 
+DEMO_KEY ?= demo-key-change-me
+
 demo: env
 	$(RUN) layerops demo-data examples/data
 	$(RUN) layerops train examples/iris.yaml --alias production
 	$(RUN) layerops train examples/shipping.yaml --alias production
 	$(RUN) layerops models list
+	@echo ""
+	@echo "Serving every production model on http://127.0.0.1:8000 (Ctrl-C stops). Try:"
+	@echo "  curl -H 'Authorization: Bearer $(DEMO_KEY)' localhost:8000/models"
+	@echo "  curl -H 'Authorization: Bearer $(DEMO_KEY)' -d '{\"sepal_length\":5.1,\"sepal_width\":3.5,\"petal_length\":1.4,\"petal_width\":0.2}' localhost:8000/models/iris/predict"
+	@echo "  curl -H 'Authorization: Bearer $(DEMO_KEY)' -d '{\"length\":30,\"width\":20,\"height\":10,\"weight\":2.5,\"origin\":\"north\",\"destination\":\"east\",\"service_level\":\"express\"}' localhost:8000/models/shipping/predict"
+	@echo "  open http://127.0.0.1:8000/docs for the typed request schemas"
+	@echo ""
+	LAYEROPS_API_KEYS=$(DEMO_KEY) $(RUN) layerops serve --port 8000
 
 lint: env
 	$(RUN) ruff format --check src tests bench

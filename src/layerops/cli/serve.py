@@ -92,6 +92,12 @@ def serve(
     app = app_factory()
     app.state.reloader.load_all(degraded=serve_settings.start_degraded)
     target: object = app if serve_settings.workers == 1 else "layerops.cli.serve:app_factory"
+    served = ", ".join(f"{m.name} v{m.version} ({m.engine.name})" for m in app.state.registry.models())
+    typer.echo(
+        f"layerops serving {served or 'no model yet'} on http://{serve_settings.host}:{serve_settings.port} "
+        f"with {serve_settings.workers} worker(s); docs at /docs",
+        err=True,
+    )
     # uvicorn shuts down gracefully on SIGTERM (stop accepting, finish in-flight requests), then
     # re-raises the signal to the handler in place before it started; with the default handler
     # the process would end as "killed by SIGTERM". A completed graceful shutdown exits 0.
