@@ -38,7 +38,9 @@ from layerops.repository.api import ModelRepository
 
 log = logging.getLogger("layerops.delivery")
 
-PUBLIC_PATHS = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/ping"})
+PUBLIC_PATHS = frozenset(
+    {"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/ping", "/health"}
+)
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 ADMIN_PREFIXES = ("/admin/",)
 

@@ -32,6 +32,7 @@ P = ParamSpec("P")
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 """The JSON input fields MLflow's scoring server takes (exactly one per request)."""
 CONTENT_TYPES = ("application/json", "text/csv")
+"""The request media types `/invocations` takes (MLflow also takes Parquet; this server does not)."""
 REQUIRED_INPUT_FORMAT = (
     "The input must be a JSON dictionary with exactly one of the input fields "
     "{'dataframe_split', 'dataframe_records', 'instances', 'inputs'}"
@@ -44,7 +45,9 @@ _ERROR_CODES = {
 }
 
 Columns = dict[str, list[Any]]
+"""Feature name → values, one per row."""
 Rows = list[Any]
+"""Row objects (feature name → value)."""
 
 
 class UnsupportedMediaTypeError(MalformedBodyError):

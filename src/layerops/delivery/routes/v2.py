@@ -28,6 +28,7 @@ from layerops.errors import BundleError, InputError, LayeropsError, NotFoundErro
 P = ParamSpec("P")
 
 SERVER_NAME = "layerops"
+"""The server name in the server metadata."""
 BINARY_HEADER = "Inference-Header-Content-Length"
 """Triton's binary tensor data extension: the length of the JSON part of the body."""
 
