@@ -210,9 +210,14 @@ def _max_abs_error(onnx_values: npt.NDArray[Any], native: npt.NDArray[Any]) -> f
 
 
 def _parity(
-    model_bytes: bytes, model: Pipeline, sample: pd.DataFrame, features: list[FeatureSchema], task: str
+    model_bytes: bytes,
+    model: Pipeline,
+    sample: pd.DataFrame,
+    features: list[FeatureSchema],
+    task: str,
+    expected: np.ndarray | None = None,
 ) -> float:
-    """Max abs error between onnxruntime and the native pipeline on `sample`."""
+    """Max abs error between onnxruntime and the native pipeline's outputs on `sample`."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -223,17 +228,24 @@ def _parity(
     names = [PROBABILITIES_OUTPUT] if task == "classification" else [PREDICTION_OUTPUT]
     (values,) = session.run(names, onnx_feeds(sample, features, session))
     if task == "classification":
-        return _max_abs_error(values, model.predict_proba(sample))
-    return _max_abs_error(np.asarray(values).ravel(), np.asarray(model.predict(sample)).ravel())
+        return _max_abs_error(values, model.predict_proba(sample) if expected is None else expected)
+    native = model.predict(sample) if expected is None else expected
+    return _max_abs_error(np.asarray(values).ravel(), np.asarray(native).ravel())
 
 
 def export_onnx(
-    model: Pipeline, sample: pd.DataFrame, *, task: str, tolerance: float = 1e-5
+    model: Pipeline,
+    sample: pd.DataFrame,
+    *,
+    task: str,
+    tolerance: float = 1e-5,
+    expected: np.ndarray | None = None,
 ) -> tuple[bytes | None, OnnxInfo]:
     """ONNX bytes and their parity report, or (None, why not); never raises for a model it can't convert.
 
     Parity compares `predict_proba` (classification) or `predict` (regression) with onnxruntime
     on `sample`, the raw test features; the export is kept only if max |error| ≤ tolerance.
+    `expected` passes those native outputs when the caller already has them.
     """
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be classification or regression, not {task!r}")
@@ -245,7 +257,7 @@ def export_onnx(
     except Exception as exc:  # converters raise anything from RuntimeError to AttributeError
         return None, OnnxInfo(converted=False, reason=_one_line(exc), tolerance=tolerance)
     try:
-        error = _parity(model_bytes, model, sample, features, task)
+        error = _parity(model_bytes, model, sample, features, task, expected)
     except Exception as exc:  # an invalid graph fails only when onnxruntime loads or runs it
         reason = f"onnxruntime failed: {_one_line(exc)}"
         return None, OnnxInfo(converted=False, reason=reason, tolerance=tolerance)

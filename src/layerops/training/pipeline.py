@@ -88,6 +88,10 @@ class CandidateOutcome:
     resources: dict[str, float]
     trials: list[tuple[dict[str, Any], float]]
     model: Pipeline = field(repr=False)
+    val_outputs: tuple[np.ndarray, np.ndarray | None] = field(repr=False, default=(np.empty(0), None))
+    """Native predictions (and probabilities) on the validation split."""
+    test_outputs: tuple[np.ndarray, np.ndarray | None] = field(repr=False, default=(np.empty(0), None))
+    """Native predictions (and probabilities) on the test split."""
 
     def flat_metrics(self) -> dict[str, float]:
         """Validation/test metrics, latency and training time in one flat mapping."""
@@ -226,16 +230,26 @@ def _train_candidate(
         if estimator is None:  # cross-validation fitted folds only: refit on the whole train split
             estimator = make_estimator(name, task, dict(tuned.best_params), seed=spec.seed)
             estimator.fit(arrays[0], arrays[1])
-    if "n_jobs" in estimator.get_params():
-        # Fitting used every core; a served model answers one request per call, where
-        # spawning threads costs more than it saves (a forest's single row: ~27 ms → ~5 ms).
-        estimator.set_params(n_jobs=1)
     model = Pipeline([("preprocess", preprocessor), ("model", estimator)])
-    validation = score(task, splits.y_val, *predict_outputs(model, splits.x_val, task))
-    test = score(task, splits.y_test, *predict_outputs(model, splits.x_test, task))
+    # Score with every core; then serve-friendly: one thread answers a row faster than many.
+    val_outputs = predict_outputs(model, splits.x_val, task)
+    test_outputs = predict_outputs(model, splits.x_test, task)
+    if "n_jobs" in estimator.get_params():
+        estimator.set_params(n_jobs=1)
+    validation = score(task, splits.y_val, *val_outputs)
+    test = score(task, splits.y_test, *test_outputs)
     latency = measure_latency(model, splits.x_test, task)
     outcome = CandidateOutcome(
-        name, tuned.best_params, validation, test, latency, monitor.metrics(), tuned.trials, model
+        name,
+        tuned.best_params,
+        validation,
+        test,
+        latency,
+        monitor.metrics(),
+        tuned.trials,
+        model,
+        val_outputs,
+        test_outputs,
     )
     report.candidate_end(name, outcome.flat_metrics())
     return outcome
@@ -253,12 +267,15 @@ def _make_bundle(
     report: Reporter,
 ) -> ModelBundle:
     report.stage("exporting the winner to ONNX and checking parity on the test split")
-    onnx_bytes, onnx_info = export_onnx(best.model, splits.x_test, task=task)
+    pred, proba = best.test_outputs
+    expected = proba if task == "classification" else pred
+    onnx_bytes, onnx_info = export_onnx(best.model, splits.x_test, task=task, expected=expected)
     if not onnx_info.converted:
         report.stage(f"ONNX export skipped: {onnx_info.reason}")
     features = infer_schema(raw_x.loc[:, list(splits.x_train.columns)])
-    train_pred, _ = predict_outputs(best.model, splits.x_train, task)
-    profile = build_profile(splits.x_train, features, train_pred, task=task, classes=classes)
+    # Features are profiled on train; predictions on validation, data the model did not fit:
+    # the distribution production predictions should resemble.
+    profile = build_profile(splits.x_train, features, best.val_outputs[0], task=task, classes=classes)
     metadata = BundleMetadata(
         name=spec.name,
         task=task,

@@ -37,10 +37,22 @@ def validate_frame(frame: pd.DataFrame, rules: ValidationSpec, *, target: str) -
         raise DataError(f"target column {target!r} not found; columns are: {columns}")
     meanings: dict[tuple[str, str], _Rule] = {}
     schema = _schema(frame, rules, meanings)
-    try:
-        schema.validate(frame, lazy=True, inplace=True)
-    except SchemaErrors as exc:
-        problems = [_describe(error, frame, meanings) for error in exc.schema_errors]
+    problems: list[str] = []
+    if rules.columns:
+        # pandera checks the columns that have rules; the missing share of every other column is
+        # one vectorised count (pandera's per-column overhead is ~1.5 s on 200,000 × 20).
+        ruled = frame[[c for c in frame.columns if str(c) in rules.columns]]
+        try:
+            schema.validate(ruled, lazy=True, inplace=True)
+        except SchemaErrors as exc:
+            problems = [_describe(error, frame, meanings) for error in exc.schema_errors]
+    missing = frame.isna().sum()
+    for column in frame.columns:
+        if str(column) in rules.columns or not len(frame):
+            continue
+        if missing[column] / len(frame) > rules.max_missing_share:
+            problems.append(_missing_problem(frame, str(column), rules.max_missing_share))
+    if problems:
         if len(problems) == 1:
             raise DataValidationError(f"data violates the spec: {problems[0]}") from None
         raise DataValidationError(
@@ -54,8 +66,8 @@ def validate_frame(frame: pd.DataFrame, rules: ValidationSpec, *, target: str) -
 def _schema(
     frame: pd.DataFrame, rules: ValidationSpec, meanings: dict[tuple[str, str], _Rule]
 ) -> pa.DataFrameSchema:
-    names = [str(c) for c in frame.columns]
-    names += [name for name in rules.columns if name not in names]
+    present = [str(c) for c in frame.columns]
+    names = [n for n in present if n in rules.columns] + [n for n in rules.columns if n not in present]
     columns: dict[str, pa.Column] = {}
     for name in names:
         rule = rules.columns.get(name, ColumnRule())
@@ -183,6 +195,16 @@ def _missing_within(limit: float) -> Callable[[pd.Series], bool]:
 # -- describing failures --------------------------------------------------------------------
 
 
+def _missing_problem(frame: pd.DataFrame, column: str, limit: float) -> str:
+    missing = int(frame[column].isna().sum())
+    if missing == len(frame):
+        return f"column {column!r} is entirely missing ({missing} rows)"
+    return (
+        f"column {column!r}: {missing} of {len(frame)} values missing ({missing / len(frame):.1%}), "
+        f"more than max_missing_share {limit:g}"
+    )
+
+
 def _describe(error: SchemaError, frame: pd.DataFrame, meanings: dict[tuple[str, str], _Rule]) -> str:
     if error.reason_code == SchemaErrorReason.COLUMN_NOT_IN_DATAFRAME:
         columns = ", ".join(str(c) for c in frame.columns)
@@ -194,13 +216,7 @@ def _describe(error: SchemaError, frame: pd.DataFrame, meanings: dict[tuple[str,
     if meaning is None:  # a failure pandera raised on its own: its message is all we have
         return f"column {column!r}: {str(error).strip().splitlines()[0]}"
     if meaning.limit is not None:
-        missing = int(frame[column].isna().sum())
-        if missing == len(frame):
-            return f"column {column!r} is entirely missing ({missing} rows)"
-        return (
-            f"column {column!r}: {missing} of {len(frame)} values missing ({missing / len(frame):.1%}), "
-            f"more than max_missing_share {meaning.limit:g}"
-        )
+        return _missing_problem(frame, column, meaning.limit)
     cases = error.failure_cases
     values = cases["failure_case"] if isinstance(cases, pd.DataFrame) else pd.Series([cases])
     output = error.check_output
