@@ -33,6 +33,15 @@ SHIPPING_ROW = {
     "destination": "east",
     "service_level": "express",
 }
+IRIS_ROWS = [
+    IRIS_ROW,
+    {"sepal_length": 6.0, "sepal_width": 2.7, "petal_length": 5.1, "petal_width": 1.6},
+    {"sepal_length": 7.7, "sepal_width": 3.0, "petal_length": 6.1, "petal_width": 2.3},
+]
+SHIPPING_ROWS = [
+    SHIPPING_ROW,
+    {**SHIPPING_ROW, "weight": 12.0, "origin": "south", "service_level": "economy"},
+]
 
 
 def train_demo_models(

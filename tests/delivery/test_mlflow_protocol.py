@@ -14,17 +14,7 @@ from layerops import __version__
 from layerops.delivery.app import create_app
 from layerops.delivery.settings import ServeSettings
 from layerops.repository.factory import open_repository
-from tests.delivery.conftest import IRIS_ROW, SHIPPING_ROW, USER
-
-IRIS_ROWS = [
-    IRIS_ROW,
-    {"sepal_length": 6.0, "sepal_width": 2.7, "petal_length": 5.1, "petal_width": 1.6},
-    {"sepal_length": 7.7, "sepal_width": 3.0, "petal_length": 6.1, "petal_width": 2.3},
-]
-SHIPPING_ROWS = [
-    SHIPPING_ROW,
-    {**SHIPPING_ROW, "weight": 12.0, "origin": "south", "service_level": "economy"},
-]
+from tests.delivery.conftest import IRIS_ROW, IRIS_ROWS, SHIPPING_ROW, SHIPPING_ROWS, USER
 
 
 def json_bodies(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

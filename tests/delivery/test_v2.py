@@ -12,17 +12,8 @@ from fastapi.testclient import TestClient
 from layerops import __version__
 from layerops.delivery.routes.v2 import v2_error
 from layerops.errors import InputError, ModelNotReadyError, NotFoundError
-from tests.delivery.conftest import IRIS_ROW, SHIPPING_ROW
+from tests.delivery.conftest import IRIS_ROW, IRIS_ROWS, SHIPPING_ROW, SHIPPING_ROWS
 
-IRIS_ROWS = [
-    IRIS_ROW,
-    {"sepal_length": 6.0, "sepal_width": 2.7, "petal_length": 5.1, "petal_width": 1.6},
-    {"sepal_length": 7.7, "sepal_width": 3.0, "petal_length": 6.1, "petal_width": 2.3},
-]
-SHIPPING_ROWS = [
-    SHIPPING_ROW,
-    {**SHIPPING_ROW, "weight": 12.0, "origin": "south", "service_level": "economy"},
-]
 NUMPY = {"FP32": "<f4", "FP64": "<f8", "INT64": "<i8"}
 
 

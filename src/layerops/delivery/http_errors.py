@@ -5,7 +5,9 @@ Every error response has the body `{"error": {"type", "message", "details"?}}`.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec
 
 import orjson
 from fastapi import FastAPI, Request
@@ -72,6 +74,27 @@ def parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedBodyError(f"malformed JSON: {exc}") from None
+
+
+P = ParamSpec("P")
+
+
+def answer_errors_with(
+    formatter: Callable[[LayeropsError], Response],
+) -> Callable[[Callable[P, Awaitable[Response]]], Callable[P, Awaitable[Response]]]:
+    """Decorate a handler so its domain errors get a protocol's own error body (V2, MLflow)."""
+
+    def decorate(handler: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
+        @functools.wraps(handler)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+            try:
+                return await handler(*args, **kwargs)
+            except LayeropsError as exc:
+                return formatter(exc)
+
+        return wrapper
+
+    return decorate
 
 
 def install_error_handlers(app: FastAPI) -> None:

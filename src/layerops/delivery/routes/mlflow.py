@@ -11,23 +11,20 @@ header picks the one that answers.
 
 from __future__ import annotations
 
-import functools
 import io
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, ParamSpec
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import pandas as pd
 from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 
 from layerops import __version__
-from layerops.delivery.http_errors import MalformedBodyError, parse_json, status_of
+from layerops.delivery.http_errors import MalformedBodyError, answer_errors_with, parse_json, status_of
 from layerops.delivery.models import ServedModel
 from layerops.delivery.routes.native import json_response, mark
 from layerops.delivery.service import InferenceService, Prediction
 from layerops.errors import LayeropsError
-
-P = ParamSpec("P")
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 """The JSON input fields MLflow's scoring server takes (exactly one per request)."""
@@ -62,17 +59,7 @@ def mlflow_error(exc: LayeropsError) -> Response:
     return json_response(body, status=status, headers={"Retry-After": "1"} if status == 503 else None)
 
 
-def _mlflow_errors(handler: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
-    """Answer a handler's domain errors with MLflow's error body."""
-
-    @functools.wraps(handler)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
-        try:
-            return await handler(*args, **kwargs)
-        except LayeropsError as exc:
-            return mlflow_error(exc)
-
-    return wrapper
+_mlflow_errors = answer_errors_with(mlflow_error)
 
 
 def media_type(content_type: str | None) -> str:

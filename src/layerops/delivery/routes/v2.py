@@ -8,24 +8,21 @@ Errors: `{"error": "<message>"}` with 400 (bad request), 404 (unknown model/vers
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from layerops import __version__
-from layerops.delivery.http_errors import MalformedBodyError, parse_json, status_of
+from layerops.delivery.http_errors import MalformedBodyError, answer_errors_with, parse_json, status_of
 from layerops.delivery.models import ServedModel
 from layerops.delivery.routes.native import json_response, mark
 from layerops.delivery.service import InferenceService, Prediction
 from layerops.errors import BundleError, InputError, LayeropsError, NotFoundError
-
-P = ParamSpec("P")
 
 SERVER_NAME = "layerops"
 """The server name in the server metadata."""
@@ -73,17 +70,7 @@ def v2_error(exc: LayeropsError) -> Response:
     return json_response({"error": str(exc)}, status=status, headers=headers)
 
 
-def _v2_errors(handler: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
-    """Answer a handler's domain errors with the protocol's error body."""
-
-    @functools.wraps(handler)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
-        try:
-            return await handler(*args, **kwargs)
-        except LayeropsError as exc:
-            return v2_error(exc)
-
-    return wrapper
+_v2_errors = answer_errors_with(v2_error)
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
