@@ -141,7 +141,7 @@ def test_help_is_fast_and_does_not_import_mlflow() -> None:
     code = (
         "import sys; from layerops.cli.main import app; import typer.testing as t;"
         "r = t.CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output;"
-        "assert 'train' in r.output and 'models' in r.output;"
+        "assert 'train' in r.output and 'models' in r.output and 'LAYEROPS_HOME' in r.output;"
         "assert 'mlflow' not in sys.modules and 'sklearn' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

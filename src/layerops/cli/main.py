@@ -42,14 +42,14 @@ def main(
     ctx: typer.Context,
     home: Annotated[
         Path | None,
-        typer.Option(help="Folder of the embedded repository [env: LAYEROPS_HOME; default .layerops]"),
+        typer.Option(help="Folder of the embedded repository (env: LAYEROPS_HOME; default .layerops)"),
     ] = None,
     tracking_uri: Annotated[
         str | None,
-        typer.Option(help="MLflow tracking URI [env: LAYEROPS_TRACKING_URI; default sqlite under --home]"),
+        typer.Option(help="MLflow tracking URI (env: LAYEROPS_TRACKING_URI; default sqlite under --home)"),
     ] = None,
     log_level: Annotated[
-        str | None, typer.Option(help="DEBUG, INFO, WARNING... [env: LAYEROPS_LOG_LEVEL]")
+        str | None, typer.Option(help="DEBUG, INFO, WARNING... (env: LAYEROPS_LOG_LEVEL)")
     ] = None,
 ) -> None:
     """Settings come from LAYEROPS_* environment variables; these options override them."""

@@ -35,29 +35,29 @@ def serve(
         typer.Option(
             "--model",
             "-m",
-            help="NAME[@ALIAS|@VERSION], repeatable [env: LAYEROPS_MODELS, comma-separated; "
-            "default: every model with a production alias]",
+            help="NAME, NAME@ALIAS or NAME@VERSION; repeatable (env: LAYEROPS_MODELS, comma-separated; "
+            "default: every model with a production alias)",
         ),
     ] = None,
     host: Annotated[
-        str | None, typer.Option(help="Bind address [env: LAYEROPS_HOST; default 127.0.0.1]")
+        str | None, typer.Option(help="Bind address (env: LAYEROPS_HOST; default 127.0.0.1)")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env: LAYEROPS_PORT; default 8000]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env: LAYEROPS_PORT; default 8000)")] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes [env: LAYEROPS_WORKERS; default 1]")
+        int | None, typer.Option(help="Worker processes (env: LAYEROPS_WORKERS; default 1)")
     ] = None,
     engine: Annotated[
-        str | None, typer.Option(help="auto, onnx or native [env: LAYEROPS_ENGINE; default auto]")
+        str | None, typer.Option(help="auto, onnx or native (env: LAYEROPS_ENGINE; default auto)")
     ] = None,
     reload_interval: Annotated[
         float | None,
         typer.Option(
             help="Seconds between alias checks; 0 disables "
-            "[env: LAYEROPS_RELOAD_INTERVAL_SECONDS; default 30]"
+            "(env: LAYEROPS_RELOAD_INTERVAL_SECONDS; default 30)"
         ),
     ] = None,
     api_key_file: Annotated[
-        str | None, typer.Option(help="File of SHA-256 key digests [env: LAYEROPS_API_KEY_FILE]")
+        str | None, typer.Option(help="File of SHA-256 key digests (env: LAYEROPS_API_KEY_FILE)")
     ] = None,
     start_degraded: Annotated[
         bool, typer.Option("--start-degraded", help="Start even if a model fails to load")
