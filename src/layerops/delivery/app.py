@@ -8,7 +8,7 @@ Nothing here is global: each app owns its registry, service and Prometheus regis
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
@@ -66,12 +66,23 @@ def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
         else:
             metrics.observe_values(model.name, str(model.version), prediction.values())
 
-    service = InferenceService(registry, loader, threads=settings.inference_threads, observer=observe)
+    def observe_batch(model: ServedModel, rows: int, waits: Sequence[float]) -> None:
+        metrics.observe_batch(model.name, str(model.version), rows, waits)
+
+    service = InferenceService(
+        registry,
+        loader,
+        threads=settings.inference_threads,
+        observer=observe,
+        policy=settings.batching_for,
+        on_batch=observe_batch,
+    )
 
     def on_swap(new: ServedModel, old: ServedModel | None) -> None:
         metrics.observe_load(new.name, str(new.version), new.load_seconds)
         metrics.set_model_info(new.name, str(new.version), new.ref, new.engine.name)
         if old is not None:
+            service.retire(old)  # requests queued on the old version finish on it
             metrics.observe_reload(new.name, "success")
             app.openapi_schema = None  # the new version may take other inputs
 

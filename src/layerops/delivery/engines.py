@@ -1,7 +1,9 @@
 """Inference engines: ONNX Runtime where the bundle carries a validated export, else the native model.
 
-An engine takes the model-ready frame (schema order, float64 numbers, text categories with NaN
-for missing) and returns class indices + probabilities, or regression values.
+An engine declares its input `layout` (see `feeds.py`) and takes either the per-feature arrays
+the validator builds for it (`predict_columns`, the serving path: no pandas for ONNX) or a
+model-ready frame (`predict`: schema order, float64 numbers, text categories with NaN for
+missing). It returns class indices + probabilities, or regression values.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import pandas as pd
 
 from layerops.bundle import ModelBundle
 from layerops.bundle.onnx_io import PREDICTION_OUTPUT, PROBABILITIES_OUTPUT, onnx_feeds
+from layerops.delivery.feeds import Columns, FeedLayout, Feeds
 from layerops.delivery.inputs import InputValidator
-from layerops.errors import BundleError
+from layerops.errors import BundleError, LayeropsError
 
 PARITY_TOLERANCE = 1e-5
 
@@ -30,10 +33,20 @@ class EngineOutput:
     """[N, n_classes] float64, classification only."""
 
 
+class EngineError(LayeropsError):
+    """The engine failed to run a batch (a server-side fault, not the request's)."""
+
+
 class Engine(Protocol):
-    """Runs one model version on a model-ready frame."""
+    """Runs one model version on its feeds or on a model-ready frame."""
 
     name: str
+    layout: FeedLayout
+    """The per-feature arrays `predict_columns` takes."""
+
+    def predict_columns(self, columns: Columns) -> EngineOutput:
+        """Outputs for every row of `columns` (laid out as `layout` says)."""
+        ...
 
     def predict(self, frame: pd.DataFrame) -> EngineOutput:
         """Outputs for every row of `frame`."""
@@ -48,6 +61,13 @@ class NativeEngine:
     def __init__(self, bundle: ModelBundle) -> None:
         self._model = bundle.model
         self._classify = bundle.metadata.task == "classification"
+        self._names = [f.name for f in bundle.metadata.features]
+        self.layout = FeedLayout.native(bundle.metadata.features)
+
+    def predict_columns(self, columns: Columns) -> EngineOutput:
+        """The frame the native pipeline takes, built from the columns; then `predict`."""
+        frame = pd.DataFrame({name: columns[name][:, 0] for name in self._names}, columns=self._names)
+        return self.predict(frame)
 
     def predict(self, frame: pd.DataFrame) -> EngineOutput:
         """Native predict / predict_proba."""
@@ -72,6 +92,8 @@ class OnnxEngine:
         options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(bundle.onnx_model, options, providers=["CPUExecutionProvider"])
         self._features = list(bundle.metadata.features)
+        declared = {str(node.name): str(node.type) for node in self._session.get_inputs()}
+        self.layout = FeedLayout.onnx(self._features, declared)
         self._classify = bundle.metadata.task == "classification"
         names = [o.name for o in self._session.get_outputs()]
         self._output = PROBABILITIES_OUTPUT if self._classify else PREDICTION_OUTPUT
@@ -80,29 +102,45 @@ class OnnxEngine:
                 f"{bundle.metadata.name}: ONNX graph lacks output {self._output!r} (has {names})"
             )
 
-    def predict(self, frame: pd.DataFrame) -> EngineOutput:
-        """Run the graph; outputs cast to float64."""
-        feeds = onnx_feeds(frame, self._features, self._session)
-        (out,) = self._session.run([self._output], feeds)
+    def predict_columns(self, columns: Columns) -> EngineOutput:
+        """Run the graph on feeds already laid out as it declares; outputs cast to float64."""
+        (out,) = self._session.run([self._output], columns)
         result = np.asarray(out, dtype=np.float64)
         if self._classify:
             return EngineOutput(result.argmax(axis=1), result)
         return EngineOutput(result.reshape(-1))
 
+    def predict(self, frame: pd.DataFrame) -> EngineOutput:
+        """Run the graph on a model-ready frame (fed through `onnx_feeds`)."""
+        return self.predict_columns(onnx_feeds(frame, self._features, self._session))
+
+
+def _reference_validator(bundle: ModelBundle, rows: int, layout: FeedLayout | None = None) -> InputValidator:
+    return InputValidator(bundle.metadata, extra="ignore", max_rows=max(1, rows), layout=layout)
+
 
 def reference_frame(bundle: ModelBundle, limit: int | None = None) -> pd.DataFrame:
     """The bundle's reference rows as a model-ready frame."""
     rows = bundle.metadata.reference_rows[:limit] if limit is not None else bundle.metadata.reference_rows
-    validator = InputValidator(bundle.metadata, extra="ignore", max_rows=max(1, len(rows)))
-    return validator.rows([row["features"] for row in rows])
+    return _reference_validator(bundle, len(rows)).rows([row["features"] for row in rows])
+
+
+def reference_feeds(bundle: ModelBundle, engine: Engine, limit: int | None = None) -> Feeds:
+    """The bundle's reference rows as `engine`'s feeds (the path requests take)."""
+    rows = bundle.metadata.reference_rows[:limit] if limit is not None else bundle.metadata.reference_rows
+    validator = _reference_validator(bundle, len(rows), engine.layout)
+    return validator.row_feeds([row["features"] for row in rows])
 
 
 def parity_error(engine: Engine, bundle: ModelBundle) -> float:
-    """Largest |engine - native| over the bundle's reference rows (probabilities or values)."""
+    """Largest |engine - native| over the bundle's reference rows (probabilities or values).
+
+    The rows go through the serving path: validator feeds → `predict_columns`.
+    """
     rows = bundle.metadata.reference_rows
     if not rows:
         return 0.0
-    output = engine.predict(reference_frame(bundle))
+    output = engine.predict_columns(reference_feeds(bundle, engine).columns)
     if output.probabilities is not None:
         expected = np.asarray([row["probabilities"] for row in rows], dtype=np.float64)
         return float(np.max(np.abs(output.probabilities - expected)))

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from layerops.delivery.engines import EngineError
 from layerops.errors import (
     BundleError,
     InputError,
@@ -38,6 +39,7 @@ _TABLE: list[tuple[type[LayeropsError], int, str]] = [
     (OverloadedError, 503, "overloaded"),
     (RepositoryUnavailableError, 503, "repository_unavailable"),
     (BundleError, 500, "model_error"),
+    (EngineError, 500, "engine_error"),
     (LayeropsError, 400, "bad_request"),
 ]
 

@@ -1,8 +1,10 @@
-"""Request validation from a bundle's input schema: rows or columns in, a model-ready frame out.
+"""Request validation from a bundle's input schema: rows or columns in, engine feeds (or a frame) out.
 
 One validator serves every transport (native JSON rows, KServe V2 tensors, MLflow's formats), so
 a bad request gets the same clear 4xx wherever it arrives. Problems name the field and, for a
-category, list the allowed values.
+category, list the allowed values. The serving path (`row_feeds`, `column_feeds`) builds the
+engine's input arrays directly (see `feeds.py`); `rows`/`columns` build a pandas frame from the
+same validated values (reference checks, tools).
 """
 
 from __future__ import annotations
@@ -15,13 +17,22 @@ import numpy as np
 import pandas as pd
 
 from layerops.bundle import BundleMetadata, FeatureSchema
+from layerops.delivery.feeds import FeedLayout, Feeds
 from layerops.errors import InputError
 
 _MAX_REPORTED = 20
 
 
+Values = dict[str, list[Any]]
+"""Validated values per feature: floats for numbers, str for categories, None for missing."""
+
+
 class InputValidator:
-    """Checks requests against one model version's schema and builds the frame its engine takes."""
+    """Checks requests against one model version's schema and builds the input its engine takes.
+
+    Everything per model is looked up once here: feature order, dtypes, allowed category sets and
+    the engine's `FeedLayout` (graph input dtypes).
+    """
 
     def __init__(
         self,
@@ -29,6 +40,7 @@ class InputValidator:
         *,
         extra: Literal["forbid", "ignore"] = "forbid",
         max_rows: int = 10_000,
+        layout: FeedLayout | None = None,
     ) -> None:
         self.features = list(metadata.features)
         self.names = [f.name for f in self.features]
@@ -36,17 +48,55 @@ class InputValidator:
         self._categories = {f.name: frozenset(f.categories or ()) for f in self.features}
         self.extra = extra
         self.max_rows = max_rows
+        self.layout = layout or FeedLayout.native(self.features)
+        """The engine's input layout the feeds follow."""
+
+    # -- the serving path: engine feeds ---------------------------------------------------------
+
+    def row_feeds(self, payload: Any) -> Feeds:
+        """One JSON object or a list of them → the engine's feeds (raises `InputError`)."""
+        if isinstance(payload, Mapping) and self.max_rows >= 1:
+            single = self._single_row(payload)
+            if single is not None:
+                return self.layout.build(single, 1)
+        values, n = self._row_values(payload)
+        return self.layout.build(values, n)
+
+    def column_feeds(self, data: Mapping[str, Sequence[Any]]) -> Feeds:
+        """Named columns of equal length (V2 tensors, MLflow dataframe_split) → the engine's feeds."""
+        values, n = self._column_values(data)
+        return self.layout.build(values, n)
+
+    def _single_row(self, record: Mapping[str, Any]) -> Values | None:
+        """The values of one valid object row, or None when it has a problem (the full path reports it)."""
+        values: Values = {}
+        found = 0
+        for feature in self.features:
+            value = record.get(feature.name)
+            if value is not None:
+                found += 1
+            value, message = self._value(feature, value, True)
+            if message:
+                return None
+            values[feature.name] = [value]
+        if found < len(record) and self.extra == "forbid":
+            return None  # a key the schema lacks (or a null one): let the full path decide
+        return values
 
     # -- rows ---------------------------------------------------------------------------------
 
     def rows(self, payload: Any) -> pd.DataFrame:
         """One JSON object or a list of them → a frame in schema order (raises `InputError`)."""
+        values, _ = self._row_values(payload)
+        return self._frame(values)
+
+    def _row_values(self, payload: Any) -> tuple[Values, int]:
         records = [payload] if isinstance(payload, Mapping) else payload
         if not isinstance(records, list) or not records:
             raise InputError("the body must be a JSON object (one row) or a non-empty list of objects")
         self._check_count(len(records))
         problems: list[dict[str, str]] = []
-        columns: dict[str, list[Any]] = {name: [] for name in self.names}
+        columns: Values = {name: [] for name in self.names}
         many = len(records) > 1 or not isinstance(payload, Mapping)
         for index, record in enumerate(records):
             where = f"[{index}]." if many else ""
@@ -65,12 +115,16 @@ class InputValidator:
             if len(problems) > _MAX_REPORTED:
                 break
         self._raise(problems)
-        return self._frame(columns)
+        return columns, len(records)
 
     # -- columns ------------------------------------------------------------------------------
 
     def columns(self, data: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
         """Named columns of equal length (V2 tensors, MLflow dataframe_split) → a frame."""
+        values, _ = self._column_values(data)
+        return self._frame(values)
+
+    def _column_values(self, data: Mapping[str, Sequence[Any]]) -> tuple[Values, int]:
         problems: list[dict[str, str]] = []
         lengths = {len(v) for v in data.values() if isinstance(v, Sequence) and not isinstance(v, str)}
         if len(lengths) > 1:
@@ -83,7 +137,7 @@ class InputValidator:
             for key in data:
                 if key not in self._by_name:
                     problems.append({"field": str(key), "message": self._unknown_field(str(key))})
-        columns: dict[str, list[Any]] = {}
+        columns: Values = {}
         for feature in self.features:
             present = feature.name in data
             raw = data.get(feature.name)
@@ -101,7 +155,7 @@ class InputValidator:
                 out.append(value)
             columns[feature.name] = out
         self._raise(problems)
-        return self._frame(columns)
+        return columns, n
 
     # -- one value ----------------------------------------------------------------------------
 
@@ -150,7 +204,7 @@ class InputValidator:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InputError(f"{first['field']}: {first['message']}{more}", problems[:_MAX_REPORTED])
 
-    def _frame(self, columns: dict[str, list[Any]]) -> pd.DataFrame:
+    def _frame(self, columns: Values) -> pd.DataFrame:
         data: dict[str, Any] = {}
         for feature in self.features:
             values = columns[feature.name]

@@ -25,6 +25,12 @@ UNMATCHED_ROUTE = "unmatched"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Request duration buckets in seconds, from 0.5 ms (fast tabular inference) to 10 s."""
 
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+"""Rows per engine call."""
+
+QUEUE_WAIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+"""Seconds a request waited in its model's batch queue, from 0.1 ms to 5 s."""
+
 VALUE_BUCKETS = (0.0, *(10.0**e for e in range(-2, 7)))
 """Regression prediction buckets: 0 and 10^k for k in -2..6, for targets of unknown scale.
 
@@ -83,6 +89,20 @@ class Metrics:
             ["model", "outcome"],
             registry=r,
         )
+        self.batch_size = Histogram(
+            "layerops_batch_size",
+            "Rows per engine call (micro-batches; 1 per single-row request when batching is off).",
+            ["model", "version"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.batch_queue_wait = Histogram(
+            "layerops_batch_queue_wait_seconds",
+            "Seconds each request waited in its model's batch queue before its engine call started.",
+            ["model", "version"],
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=r,
+        )
         self.in_flight = Gauge("layerops_in_flight_requests", "HTTP requests being served.", registry=r)
         self._served: dict[tuple[str, str], tuple[str, str]] = {}  # (model, alias) → (version, engine)
         self._lock = threading.Lock()  # swaps are reported from reload threads
@@ -103,6 +123,13 @@ class Metrics:
         for value in values:
             if math.isfinite(value):
                 histogram.observe(float(value))
+
+    def observe_batch(self, model: str, version: str, rows: int, waits: Iterable[float]) -> None:
+        """Record one engine call's size in rows and the queue wait of each request in it."""
+        self.batch_size.labels(model, version).observe(rows)
+        histogram = self.batch_queue_wait.labels(model, version)
+        for wait in waits:
+            histogram.observe(wait)
 
     def observe_load(self, model: str, version: str, seconds: float) -> None:
         """Record how long loading and warming a model version took."""

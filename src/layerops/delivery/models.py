@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from layerops.bundle import BundleMetadata
-from layerops.delivery.engines import Engine, build_engine, parity_error, reference_frame
+from layerops.delivery.engines import Engine, build_engine, parity_error, reference_feeds
 from layerops.delivery.inputs import InputValidator
 from layerops.delivery.settings import ModelRef, ServeSettings
 from layerops.errors import BundleError, ModelNotReadyError, NotFoundError
@@ -27,9 +27,9 @@ _PINNED_CACHE = 4
 NATIVE_CHECK_TOLERANCE = 1e-9
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ServedModel:
-    """One loaded model version with its engine and request validator."""
+    """One loaded model version with its engine and request validator (compared by identity)."""
 
     name: str
     version: int
@@ -93,12 +93,16 @@ class ModelLoader:
                 )
         warm = self._settings.warm_rows
         if warm and bundle.metadata.reference_rows:
-            frame = reference_frame(bundle, warm)
+            columns = reference_feeds(bundle, engine, warm).columns
+            first = {name: values[:1] for name, values in columns.items()}
             for _ in range(3):
-                engine.predict(frame.iloc[:1])
-                engine.predict(frame)
+                engine.predict_columns(first)
+                engine.predict_columns(columns)
         validator = InputValidator(
-            bundle.metadata, extra=self._settings.extra_fields, max_rows=self._settings.max_batch_rows
+            bundle.metadata,
+            extra=self._settings.extra_fields,
+            max_rows=self._settings.max_batch_rows,
+            layout=engine.layout,
         )
         return ServedModel(
             name=name,
@@ -161,6 +165,21 @@ class ModelRegistry:
             while len(self._pinned) > _PINNED_CACHE:
                 self._pinned.popitem(last=False)
         return model
+
+    def cached(self, name: str, version: int) -> ServedModel | None:
+        """The current or an already-loaded pinned version, without loading anything."""
+        current = self.get(name)
+        if current.version == version:
+            return current
+        with self._lock:
+            return self._pinned.get((name, version))
+
+    def serves(self, model: ServedModel) -> bool:
+        """True while `model` (this very object) is current or cached as a pinned version."""
+        if self._current.get(model.name) is model:
+            return True
+        with self._lock:
+            return self._pinned.get((model.name, model.version)) is model
 
     def swap(self, model: ServedModel) -> ServedModel | None:
         """Make `model` the current version of its name; return the one it replaced."""

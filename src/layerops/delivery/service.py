@@ -1,28 +1,42 @@
 """The one inference service every transport calls: native routes, KServe V2, MLflow, the CLI.
 
-Model calls run in a fixed thread pool (`inference_threads`): a request that times out frees its
-connection at once, and its model call either never starts (still queued) or finishes on one of
-the pool's threads, so busy threads never exceed the bound. (anyio's CapacityLimiter would hand
-the slot back on cancellation while the thread kept running.)
+A request is validated into its engine's feeds (on the event loop when small, where a thread
+hop would cost more than the work; in the pool when large), then handed to the micro-batcher of
+the exact model version it resolved (`batching.py`), which runs engine calls in a fixed thread
+pool (`inference_threads`). A request that times out frees its connection at once; its rows
+leave the queue, or their batch finishes on one of the pool's threads, so busy threads never
+exceed the bound. (anyio's CapacityLimiter would hand the slot back on cancellation while the
+thread kept running.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-import pandas as pd
-
+from layerops.delivery.batching import BatchPolicy, MicroBatcher
 from layerops.delivery.engines import EngineOutput
+from layerops.delivery.feeds import Feeds
 from layerops.delivery.models import ModelLoader, ModelRegistry, ServedModel, probabilities_by_class
 
 T = TypeVar("T")
 
 PredictionObserver = Callable[["Prediction"], None]
+"""Told every batch's prediction (in a pool thread): e.g. counts predicted classes."""
+ModelBatchObserver = Callable[[ServedModel, int, Sequence[float]], None]
+"""Told every batch's model version, size in rows and its requests' queue waits in seconds."""
+PolicyFor = Callable[[str], BatchPolicy]
+"""The batching policy of a model name."""
+
+INLINE_ROWS = 32
+"""Requests of at most this many rows are validated on the event loop; larger ones in the pool."""
+INLINE_BYTES = 4096
+"""Bodies of at most this many bytes are decoded on the event loop by the transports."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,7 @@ class Prediction:
 
 
 class InferenceService:
-    """Validates inputs, picks the model version, runs its engine, reports the prediction."""
+    """Validates inputs, picks the model version, batches its engine calls, reports the prediction."""
 
     def __init__(
         self,
@@ -72,41 +86,102 @@ class InferenceService:
         *,
         threads: int = 4,
         observer: PredictionObserver | None = None,
+        policy: PolicyFor | None = None,
+        on_batch: ModelBatchObserver | None = None,
     ) -> None:
         self.registry = registry
         self.loader = loader
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="layerops-inference")
         self._observer = observer
+        self._policy = policy or (lambda name: BatchPolicy())
+        self._on_batch = on_batch
+        self._batchers: dict[tuple[str, int], tuple[ServedModel, MicroBatcher]] = {}
+        self._lock = threading.Lock()  # reload hooks retire batchers from other threads
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
         """Run blocking work in the bounded inference pool."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, partial(func, *args))
 
+    async def prepare(self, inline: bool, func: Callable[[], T]) -> T:
+        """Run input decoding/validation on the loop when `inline` (small input), else in the pool."""
+        return func() if inline else await self.run(func)
+
     def close(self) -> None:
-        """Stop the pool: queued calls are cancelled, running ones finish."""
+        """Stop: waiting requests fail, queued pool calls are cancelled, running ones finish."""
+        with self._lock:
+            batchers = [batcher for _, batcher in self._batchers.values()]
+            self._batchers.clear()
+        for batcher in batchers:
+            batcher.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    # -- models -------------------------------------------------------------------------------
+
     def model(self, name: str, version: int | None = None) -> ServedModel:
-        """The served model (current version, or a specific one loaded on demand)."""
+        """The served model (current version, or a specific one loaded on demand: blocking)."""
         if version is None:
             return self.registry.get(name)
         return self.registry.get_version(name, version, self.loader)
 
-    def predict_frame(self, model: ServedModel, frame: pd.DataFrame) -> Prediction:
-        """Run a validated frame through the model's engine."""
-        prediction = Prediction(model, model.engine.predict(frame))
-        if self._observer is not None:
-            self._observer(prediction)
-        return prediction
+    async def resolve(self, name: str, version: int | None = None) -> ServedModel:
+        """The served model; a version not loaded yet is loaded in the pool, off the event loop."""
+        if version is None:
+            return self.registry.get(name)
+        cached = self.registry.cached(name, version)
+        return cached if cached is not None else await self.run(self.model, name, version)
 
-    def predict_rows(self, name: str, payload: Any, version: int | None = None) -> Prediction:
+    def batcher(self, model: ServedModel) -> MicroBatcher:
+        """The micro-batcher of this very model object (made on first use)."""
+        key = (model.name, model.version)
+        with self._lock:
+            entry = self._batchers.get(key)
+            if entry is not None and entry[0] is model:
+                return entry[1]
+            for stale, (held, batcher) in list(self._batchers.items()):
+                if batcher.idle() and not self.registry.serves(held):
+                    del self._batchers[stale]
+            batcher = self._new_batcher(model)
+            self._batchers[key] = (model, batcher)  # one it replaces finishes what it holds
+            return batcher
+
+    def retire(self, model: ServedModel) -> None:
+        """Forget `model`'s batcher (replaced by a reload); requests queued on it still finish on it."""
+        with self._lock:
+            entry = self._batchers.get((model.name, model.version))
+            if entry is not None and entry[0] is model:
+                del self._batchers[(model.name, model.version)]
+
+    def _new_batcher(self, model: ServedModel) -> MicroBatcher:
+        engine, observer = model.engine, self._observer
+
+        def predict(feeds: Feeds) -> EngineOutput:  # runs in a pool thread
+            output = engine.predict_columns(feeds.columns)
+            if observer is not None:
+                observer(Prediction(model, output))
+            return output
+
+        return MicroBatcher(
+            predict,
+            execute=self.run,
+            policy=self._policy(model.name),
+            label=f"model '{model.name}' v{model.version}",
+            observe=None if self._on_batch is None else partial(self._on_batch, model),
+        )
+
+    # -- predictions --------------------------------------------------------------------------
+
+    async def predict_feeds(self, model: ServedModel, feeds: Feeds) -> Prediction:
+        """Validated feeds → the model's prediction for exactly these rows (batched with others)."""
+        return Prediction(model, await self.batcher(model).submit(feeds))
+
+    async def predict_rows(self, model: ServedModel, payload: Any) -> Prediction:
         """One JSON object or a list of objects → a prediction (raises `InputError` on bad input)."""
-        model = self.model(name, version)
-        return self.predict_frame(model, model.validator.rows(payload))
+        rows = 1 if isinstance(payload, Mapping) else len(payload) if isinstance(payload, list) else 0
+        feeds = await self.prepare(rows <= INLINE_ROWS, partial(model.validator.row_feeds, payload))
+        return await self.predict_feeds(model, feeds)
 
-    def predict_columns(
-        self, name: str, columns: Mapping[str, Sequence[Any]], version: int | None = None
-    ) -> Prediction:
+    async def predict_columns(self, model: ServedModel, columns: Mapping[str, Sequence[Any]]) -> Prediction:
         """Named columns of equal length → a prediction."""
-        model = self.model(name, version)
-        return self.predict_frame(model, model.validator.columns(columns))
+        rows = max((len(v) for v in columns.values() if isinstance(v, Sequence)), default=0)
+        feeds = await self.prepare(rows <= INLINE_ROWS, partial(model.validator.column_feeds, columns))
+        return await self.predict_feeds(model, feeds)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from layerops.delivery.batching import BatchPolicy
 from layerops.settings import Settings
 
 DEFAULT_ALIAS = "production"
@@ -43,6 +44,18 @@ def _split(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+class BatchingOverride(BaseModel):
+    """One model's departures from the server-wide batching settings (unset fields inherit them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batching: bool | None = None
+    max_batch_size: int | None = Field(default=None, ge=1)
+    max_latency_ms: float | None = Field(default=None, ge=0, le=1000)
+    max_queue_rows: int | None = Field(default=None, ge=1)
+    batch_concurrency: int | None = Field(default=None, ge=1, le=256)
 
 
 class ServeSettings(Settings):
@@ -83,6 +96,21 @@ class ServeSettings(Settings):
     inference_threads: int = Field(default=4, ge=1, le=256)
     """Worker threads for inference per process; bounds concurrent model calls."""
     warm_rows: int = Field(default=5, ge=0)
+    batching: bool = True
+    """Micro-batching: concurrent requests to one model version share one engine call."""
+    max_batch_size: int = Field(default=64, ge=1)
+    """Most rows in one batched engine call (a larger request runs alone, never split)."""
+    max_latency_ms: float = Field(default=2.0, ge=0, le=1000)
+    """Longest a queued request waits for others to join its batch, in milliseconds; a lone
+    request never waits."""
+    max_queue_rows: int = Field(default=4096, ge=1)
+    """Rows that may wait per model version; beyond, requests get 503 with Retry-After."""
+    batch_concurrency: int = Field(default=1, ge=1, le=256)
+    """Batches of one model version that may run at once when batching (at most
+    `inference_threads`); raise it for heavy ONNX models on many cores. With batching off, up
+    to `inference_threads` requests run at once."""
+    model_batching: dict[str, BatchingOverride] = Field(default_factory=dict)
+    """Per-model overrides as JSON, e.g. `{"shipping": {"max_batch_size": 16, "batching": false}}`."""
 
     @field_validator("models", "api_keys", "admin_api_keys", mode="before")
     @classmethod
@@ -113,6 +141,25 @@ class ServeSettings(Settings):
     def timeout_for(self, name: str) -> float:
         """The request timeout of model `name`."""
         return self.model_timeouts.get(name, self.request_timeout_seconds)
+
+    def batching_for(self, name: str) -> BatchPolicy:
+        """The batching policy of model `name`: the server-wide settings with its overrides."""
+        override = self.model_batching.get(name, BatchingOverride())
+
+        def pick(field: str) -> Any:
+            value = getattr(override, field)
+            return getattr(self, field) if value is None else value
+
+        enabled: bool = pick("batching")
+        threads = self.inference_threads
+        concurrency = min(pick("batch_concurrency"), threads) if enabled else threads
+        return BatchPolicy(
+            enabled=enabled,
+            max_batch_size=pick("max_batch_size"),
+            max_latency_ms=pick("max_latency_ms"),
+            max_queue_rows=pick("max_queue_rows"),
+            concurrency=concurrency,
+        )
 
 
 def _is_loopback(host: str) -> bool:

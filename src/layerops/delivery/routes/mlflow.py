@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from functools import partial
 from typing import Annotated, Any
 
 import pandas as pd
@@ -20,10 +21,11 @@ from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 
 from layerops import __version__
+from layerops.delivery.feeds import Feeds
 from layerops.delivery.http_errors import MalformedBodyError, answer_errors_with, parse_json, status_of
 from layerops.delivery.models import ServedModel
 from layerops.delivery.routes.native import json_response, mark
-from layerops.delivery.service import InferenceService, Prediction
+from layerops.delivery.service import INLINE_BYTES, InferenceService
 from layerops.errors import LayeropsError
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -189,15 +191,14 @@ def build_router(service: InferenceService) -> APIRouter:
             "choose one with ?model=NAME or an X-Model-Name header"
         )
 
-    def score(name: str, body: bytes, media: str) -> Prediction:
-        model: ServedModel = service.model(name)
+    def feeds_of(model: ServedModel, body: bytes, media: str) -> Feeds:
         if media == "text/csv":
             categorical = [f.name for f in model.metadata.features if f.dtype == "category"]
-            return service.predict_columns(name, parse_csv(body, categorical))
+            return model.validator.column_feeds(parse_csv(body, categorical))
         payload = parse_payload(parse_json(body), model.validator.names)
         if isinstance(payload, dict):
-            return service.predict_columns(name, payload)
-        return service.predict_rows(name, payload)
+            return model.validator.column_feeds(payload)
+        return model.validator.row_feeds(payload)
 
     @router.post(
         "/invocations",
@@ -220,7 +221,11 @@ def build_router(service: InferenceService) -> APIRouter:
     ) -> Response:
         name = model_name(model, x_model_name)
         media = media_type(request.headers.get("content-type"))
-        prediction = await service.run(score, name, await request.body(), media)
+        body = await request.body()
+        served = service.model(name)
+        inline = media == "application/json" and len(body) <= INLINE_BYTES  # CSV goes through pandas
+        feeds = await service.prepare(inline, partial(feeds_of, served, body, media))
+        prediction = await service.predict_feeds(served, feeds)
         return json_response(
             {"predictions": prediction.predictions()}, headers=mark(request, prediction.model)
         )

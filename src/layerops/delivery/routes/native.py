@@ -61,7 +61,8 @@ def build_router(service: InferenceService) -> APIRouter:
 
     async def _predict(request: Request, name: str, version: int | None) -> Response:
         payload = parse_json(await request.body())
-        prediction: Prediction = await service.run(service.predict_rows, name, payload, version)
+        model = await service.resolve(name, version)
+        prediction: Prediction = await service.predict_rows(model, payload)
         return json_response(prediction.as_dict(), headers=mark(request, prediction.model))
 
     @router.post("/models/{name}/predict", summary="Predict with the served version", include_in_schema=False)
@@ -91,7 +92,7 @@ def add_documented_predict_route(router_owner: Any, service: InferenceService, m
 
     async def predict(request: Request) -> Response:
         payload = parse_json(await request.body())
-        prediction: Prediction = await service.run(service.predict_rows, model.name, payload, None)
+        prediction: Prediction = await service.predict_rows(service.model(model.name), payload)
         return json_response(prediction.as_dict(), headers=mark(request, prediction.model))
 
     router_owner.add_api_route(

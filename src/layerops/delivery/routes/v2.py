@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -18,10 +19,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from layerops import __version__
+from layerops.delivery.feeds import Feeds
 from layerops.delivery.http_errors import MalformedBodyError, answer_errors_with, parse_json, status_of
 from layerops.delivery.models import ServedModel
 from layerops.delivery.routes.native import json_response, mark
-from layerops.delivery.service import InferenceService, Prediction
+from layerops.delivery.service import INLINE_BYTES, InferenceService, Prediction
 from layerops.errors import BundleError, InputError, LayeropsError, NotFoundError
 
 SERVER_NAME = "layerops"
@@ -350,9 +352,16 @@ def build_router(service: InferenceService) -> APIRouter:
 
     @_v2_errors
     async def infer(request: Request, model_name: str, model_version: str | None = None) -> Response:
-        args = (model_name, _version(model_name, model_version), await request.body())
-        prediction, outputs, request_id = await service.run(_infer, *args, request.headers.get(BINARY_HEADER))
-        model = prediction.model
+        version = _version(model_name, model_version)
+        body = await request.body()
+        small = len(body) <= INLINE_BYTES
+        header = request.headers.get(BINARY_HEADER)
+        inference, blob = await service.prepare(small, partial(split_body, body, header))
+        model = await service.resolve(model_name, version)
+        outputs = requested_outputs(inference, model)
+        feeds = await service.prepare(small, partial(_feeds, model, inference, blob))
+        prediction = await service.predict_feeds(model, feeds)
+        request_id = inference.get("id")
         response: dict[str, Any] = {"model_name": model.name, "model_version": str(model.version)}
         if request_id is not None:
             response["id"] = request_id
@@ -360,17 +369,10 @@ def build_router(service: InferenceService) -> APIRouter:
         return json_response(response, headers=mark(request, model))
 
     async def _model(name: str, version: str | None) -> ServedModel:
-        number = _version(name, version)  # a version other than the current one may load now: off the loop
-        return service.model(name) if number is None else await service.run(service.model, name, number)
+        return await service.resolve(name, _version(name, version))  # loads an uncached version off the loop
 
-    def _infer(
-        name: str, version: int | None, body: bytes, header_length: str | None
-    ) -> tuple[Prediction, list[str], str | None]:
-        request, blob = split_body(body, header_length)
-        model = service.model(name, version)
-        outputs = requested_outputs(request, model)
-        columns = columns_of(model, read_inputs(request, blob))
-        return service.predict_columns(name, columns, version), outputs, request.get("id")
+    def _feeds(model: ServedModel, request: dict[str, Any], blob: bytes) -> Feeds:
+        return model.validator.column_feeds(columns_of(model, read_inputs(request, blob)))
 
     for suffix in ("", "/versions/{model_version}"):
         path = "/models/{model_name}" + suffix

@@ -1,0 +1,142 @@
+"""The pandas-free serving path: validator feeds equal what `onnx_feeds` built, and answers do not change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from layerops.bundle import BundleMetadata, FeatureSchema, Lineage
+from layerops.bundle.onnx_io import onnx_feeds
+from layerops.delivery.engines import EngineOutput, NativeEngine
+from layerops.delivery.feeds import FeedLayout, merge
+from layerops.delivery.inputs import InputValidator
+from layerops.delivery.settings import ServeSettings
+from layerops.errors import InputError
+from layerops.repository.factory import open_repository
+from tests.delivery.conftest import IRIS_ROWS, SHIPPING_ROWS
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    type: str
+
+
+class FakeSession:
+    """What `onnx_feeds` reads from an onnxruntime session: the graph's inputs."""
+
+    def __init__(self, declared: dict[str, str]) -> None:
+        self.declared = declared
+
+    def get_inputs(self) -> list[Node]:
+        return [Node(name, kind) for name, kind in self.declared.items()]
+
+
+def _metadata() -> BundleMetadata:
+    return BundleMetadata(
+        name="parcel",
+        task="regression",
+        target="cost",
+        features=[
+            FeatureSchema(name="weight", dtype="float"),
+            FeatureSchema(name="items", dtype="int", required=False),
+            FeatureSchema(name="fragile", dtype="bool"),
+            FeatureSchema(
+                name="service", dtype="category", categories=["economy", "express"], required=False
+            ),
+            FeatureSchema(name="note", dtype="category", required=False),
+            FeatureSchema(name="unused", dtype="float", required=False),
+        ],
+        candidate="linear",
+        lineage=Lineage(dataset_sha256="0", spec_sha256="0", seed=0),
+        created_at="2026-11-24T00:00:00+00:00",
+    )
+
+
+ROWS: list[dict[str, Any]] = [
+    {"weight": 2.5, "items": 3, "fragile": True, "service": "express", "note": "fragile glass"},
+    {"weight": 0.25, "items": None, "fragile": False, "service": None},
+    {"weight": 7.0, "fragile": 1, "note": ""},
+]
+
+
+@pytest.mark.parametrize("numeric", ["tensor(double)", "tensor(float)"])
+def test_onnx_layout_feeds_equal_what_onnx_feeds_built_from_the_frame(numeric: str) -> None:
+    declared = {"weight": numeric, "items": numeric, "fragile": numeric, "service": "tensor(string)"}
+    declared["note"] = "tensor(string)"  # "unused" is not a graph input: left out, as onnx_feeds does
+    metadata = _metadata()
+    validator = InputValidator(metadata, layout=FeedLayout.onnx(metadata.features, declared))
+    expected = onnx_feeds(validator.rows(ROWS), list(metadata.features), FakeSession(declared))
+    for payload, rows in ((ROWS, ROWS), (ROWS[1], [ROWS[1]])):
+        got = validator.row_feeds(payload)
+        reference = onnx_feeds(validator.rows(rows), list(metadata.features), FakeSession(declared))
+        assert got.rows == len(rows) and list(got.columns) == list(reference)
+        for name, array in reference.items():
+            mine = got.columns[name]
+            assert mine.dtype == array.dtype and mine.shape == array.shape and mine.flags["C_CONTIGUOUS"]
+            if array.dtype == object:
+                assert mine.tolist() == array.tolist()
+            else:
+                np.testing.assert_array_equal(mine, array)  # NaN where NaN
+    assert expected["service"].tolist() == [["express"], [""], [""]]  # missing → MISSING_CATEGORY
+
+
+def test_feeds_keep_the_validators_errors() -> None:
+    validator = InputValidator(_metadata())
+    for bad in ({**ROWS[0], "weight": "heavy"}, {**ROWS[0], "colour": "red"}, {"weight": 1.0}, [ROWS[0], 3]):
+        with pytest.raises(InputError) as frame_error:
+            validator.rows(bad)
+        with pytest.raises(InputError) as feeds_error:
+            validator.row_feeds(bad)
+        assert str(feeds_error.value) == str(frame_error.value)
+        assert feeds_error.value.problems == frame_error.value.problems
+
+
+def _same(a: EngineOutput, b: EngineOutput) -> None:
+    np.testing.assert_array_equal(a.values, b.values)
+    if a.probabilities is None:
+        assert b.probabilities is None
+    else:
+        np.testing.assert_array_equal(a.probabilities, b.probabilities)
+
+
+@pytest.mark.parametrize(("name", "rows"), [("iris", IRIS_ROWS), ("shipping", SHIPPING_ROWS)])
+def test_onnx_answers_are_unchanged_and_batching_does_not_change_them(
+    app: FastAPI, client: TestClient, name: str, rows: list[dict[str, Any]]
+) -> None:
+    model = app.state.registry.get(name)
+    engine, validator = model.engine, model.validator
+    assert engine.name == "onnx"
+    batch = validator.row_feeds(rows)
+    _same(engine.predict_columns(batch.columns), engine.predict(validator.rows(rows)))  # the old path
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    _same(
+        engine.predict_columns(validator.column_feeds(columns).columns),
+        engine.predict(validator.columns(columns)),
+    )
+    singles = [validator.row_feeds(row) for row in rows]
+    together = engine.predict_columns(merge(singles).columns)
+    for i, single in enumerate(singles):
+        alone = engine.predict_columns(single.columns)
+        _same(
+            EngineOutput(
+                together.values[i : i + 1],
+                None if together.probabilities is None else together.probabilities[i : i + 1],
+            ),
+            alone,
+        )
+
+
+def test_the_native_engine_takes_the_same_columns(serve_settings: ServeSettings) -> None:
+    bundle = open_repository(serve_settings).load_bundle("shipping", "production")
+    engine = NativeEngine(bundle)
+    validator = InputValidator(bundle.metadata, layout=engine.layout)
+    _same(
+        engine.predict_columns(validator.row_feeds(SHIPPING_ROWS).columns),
+        engine.predict(validator.rows(SHIPPING_ROWS)),
+    )
