@@ -59,6 +59,12 @@ def serve(
     api_key_file: Annotated[
         str | None, typer.Option(help="File of SHA-256 key digests (env: LAYEROPS_API_KEY_FILE)")
     ] = None,
+    batching: Annotated[
+        bool | None,
+        typer.Option(
+            "--batching/--no-batching", help="Adaptive micro-batching (env: LAYEROPS_BATCHING; default on)"
+        ),
+    ] = None,
     start_degraded: Annotated[
         bool, typer.Option("--start-degraded", help="Start even if a model fails to load")
     ] = False,
@@ -81,6 +87,7 @@ def serve(
         "LAYEROPS_RELOAD_INTERVAL_SECONDS": None if reload_interval is None else str(reload_interval),
         "LAYEROPS_API_KEY_FILE": api_key_file,
         "LAYEROPS_START_DEGRADED": "true" if start_degraded else None,
+        "LAYEROPS_BATCHING": None if batching is None else str(batching).lower(),
     }
     os.environ.update({k: v for k, v in overrides.items() if v is not None})
     try:
