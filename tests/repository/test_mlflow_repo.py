@@ -55,7 +55,7 @@ def test_log_training_creates_a_parent_and_nested_candidate_runs(
     assert parent.data.metrics["val_accuracy"] == 0.96
     assert parent.info.artifact_uri.startswith(_experiment_location(info, client))
     parent_files = {a.path for a in client.list_artifacts(info.run_id)}
-    assert parent_files == {"bundle", "leaderboard.csv"}
+    assert parent_files == {"bundle", "leaderboard.csv", "mlflow_model"}
     assert {a.path for a in client.list_artifacts(info.run_id, "bundle")} == {
         "bundle/manifest.json",
         "bundle/metadata.json",

@@ -7,6 +7,7 @@ or driver exception is translated here into the layerops error hierarchy.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from mlflow.entities.model_registry import ModelVersion as MlflowVersion
 from mlflow.entities.model_registry import RegisteredModel
 from mlflow.exceptions import MlflowException
 
-from layerops.bundle import ModelBundle, bundle_digest, load_bundle
+from layerops.bundle import BundleMetadata, ModelBundle, bundle_digest, load_bundle
 from layerops.errors import (
     BundleError,
     LayeropsError,
@@ -31,6 +32,7 @@ from layerops.errors import (
 from layerops.repository import _history
 from layerops.repository._boundary import probe, probe_database, quiet_mlflow_logs, redact, translated
 from layerops.repository._cache import fetch_bundle
+from layerops.repository._mlflow_model import MLFLOW_MODEL_PATH, save_mlflow_model
 from layerops.repository.api import (
     AliasChange,
     CandidateRun,
@@ -44,10 +46,14 @@ DIGEST_TAG = "layerops.bundle_digest"
 """Model-version tag: SHA-256 of the bundle's manifest.json, checked at every load."""
 KIND_TAG = "layerops.kind"
 RUN_TAG = "layerops.run_id"
+MLFLOW_MODEL_TAG = "layerops.mlflow_model_uri"
+"""Run and model-version tag: artifact URI of the same pipeline as an MLflow sklearn model, which
+`mlflow models serve` and `mlflow.pyfunc.load_model` accept (absent if that export failed)."""
 PARENT_TAG = "mlflow.parentRunId"
 BUNDLE_PATH = "bundle"
 REGISTER_TIMEOUT_S = 300
 _MAX_PARAM_CHARS = 6000
+_log = logging.getLogger(__name__)
 
 
 class MlflowRepository:
@@ -91,7 +97,7 @@ class MlflowRepository:
         if winner is None:
             raise RepositoryError(f"training run {run.pipeline!r}: winner {run.winner!r} is not a candidate")
         digest = bundle_digest(bundle_dir)
-        load_bundle(bundle_dir, expected_digest=digest, native=False)  # never upload a broken bundle
+        bundle = load_bundle(bundle_dir, expected_digest=digest, native=False)  # never upload a broken bundle
         experiment_id = self._experiment(run.pipeline)
         action = f"logging training run {run.pipeline!r}"
         started: list[str] = []
@@ -114,6 +120,9 @@ class MlflowRepository:
                 self._client.log_batch(parent_id, metrics=_metrics(winner.metrics))
                 self._client.log_text(parent_id, run.leaderboard_csv, "leaderboard.csv")
                 self._client.log_artifacts(parent_id, str(bundle_dir), BUNDLE_PATH)
+                if self._log_mlflow_model(parent_id, bundle.metadata, bundle_dir):
+                    model_uri = f"{parent.info.artifact_uri.rstrip('/')}/{MLFLOW_MODEL_PATH}"
+                    self._client.set_tag(parent_id, MLFLOW_MODEL_TAG, model_uri)
                 self._client.set_terminated(parent_id, "FINISHED")
         except BaseException as exc:
             self._mark_failed(started)
@@ -122,6 +131,22 @@ class MlflowRepository:
             raise RepositoryError(f"{action} failed: {exc}") from exc
         bundle_uri = f"{parent.info.artifact_uri.rstrip('/')}/{BUNDLE_PATH}"
         return RunInfo(run_id=parent_id, experiment_id=experiment_id, bundle_uri=bundle_uri)
+
+    def _log_mlflow_model(self, run_id: str, metadata: BundleMetadata, bundle_dir: Path) -> bool:
+        """Log the pipeline as an MLflow sklearn model too; False (with a warning) if it fails.
+
+        The layerops bundle is the contract; this copy only lets MLflow's own tools serve the same
+        model, so a failure here does not fail the training run.
+        """
+        with tempfile.TemporaryDirectory(prefix="layerops-mlflow-model-") as tmp:
+            folder = Path(tmp) / MLFLOW_MODEL_PATH
+            try:
+                save_mlflow_model(bundle_dir, metadata, folder)
+            except Exception as exc:
+                _log.warning("not logging %s as an MLflow model: %s", metadata.name, exc)
+                return False
+            self._client.log_artifacts(run_id, str(folder), MLFLOW_MODEL_PATH)
+        return True
 
     def _log_candidate(self, run_id: str, candidate: CandidateRun) -> None:
         system = {
