@@ -33,6 +33,7 @@ class RecordingEngine:
         self.layout = FeedLayout.native([FeatureSchema(name="x", dtype="float")])
         self.delay = delay
         self.batches: list[int] = []
+        self.threads: list[int] = []
         self.gate = threading.Event()
         self.gate.set()
         self.fail = False
@@ -42,6 +43,7 @@ class RecordingEngine:
         time.sleep(self.delay)
         x = columns["x"][:, 0]
         self.batches.append(len(x))
+        self.threads.append(threading.get_ident())
         if self.fail:
             raise RuntimeError("the fake engine broke")
         return EngineOutput(x * 10, np.column_stack([x, 1 - x]))
@@ -57,19 +59,22 @@ def feeds(*values: float) -> Feeds:
 class Harness:
     """A batcher over a `RecordingEngine`, its own pool, and the (rows, waits) it reported."""
 
-    def __init__(self, engine: RecordingEngine, **policy: Any) -> None:
+    def __init__(self, engine: RecordingEngine, inline_rows: int = 0, **policy: Any) -> None:
         self.engine = engine
         self.pool = ThreadPoolExecutor(max_workers=4)
         self.observed: list[tuple[int, list[float]]] = []
+        self.executed = 0
         self.batcher = MicroBatcher(
             lambda f: engine.predict_columns(f.columns),
             execute=self.execute,
             policy=BatchPolicy(**policy),
             label="model 'fake' v1",
             observe=lambda rows, waits: self.observed.append((rows, list(waits))),
+            inline_rows=inline_rows,
         )
 
     async def execute(self, func: Callable[[], EngineOutput]) -> EngineOutput:
+        self.executed += 1
         return await asyncio.get_running_loop().run_in_executor(self.pool, func)
 
     def run(self, scenario: Callable[[MicroBatcher], Coroutine[Any, Any, T]]) -> T:
@@ -275,3 +280,47 @@ def test_batching_settings_and_per_model_overrides(monkeypatch: pytest.MonkeyPat
     assert settings.batching_for("other") == BatchPolicy(max_latency_ms=5.0, concurrency=3)
     with pytest.raises(ValueError, match="max_batch_size"):
         ServeSettings(model_batching={"iris": {"max_batch_size": 0}})
+
+
+def test_cheap_batches_run_on_the_loop_with_every_request_of_the_same_turn(engine: RecordingEngine) -> None:
+    harness = Harness(engine, inline_rows=8, max_latency_ms=200)
+    values = [i / 20 for i in range(12)]
+
+    async def scenario(batcher: MicroBatcher) -> tuple[int, list[EngineOutput], EngineOutput]:
+        loop_thread = threading.get_ident()
+        started = time.perf_counter()
+        lone = await batcher.submit(feeds(0.5))  # alone: no wait for company, despite max_latency_ms
+        outputs = await asyncio.gather(*(batcher.submit(feeds(v)) for v in values))
+        assert time.perf_counter() - started < 0.1  # inline batches never wait for a timer
+        assert_own_rows(lone, (0.5,))
+        big = await batcher.submit(feeds(*values[:10]))  # more rows than inline_rows: the pool
+        return loop_thread, list(outputs), big
+
+    loop_thread, outputs, big = harness.run(scenario)
+    # The 12 requests of one turn share calls capped at inline_rows (8) rows, all on the loop thread.
+    assert engine.batches == [1, 8, 4, 10]
+    assert engine.threads[:3] == [loop_thread] * 3
+    assert engine.threads[3] != loop_thread
+    assert harness.executed == 1
+    for output, value in zip(outputs, values, strict=True):
+        assert_own_rows(output, (value,))
+    assert_own_rows(big, tuple(values[:10]))
+    assert [rows for rows, _ in harness.observed] == [1, 8, 4, 10]
+
+
+def test_an_inline_batch_that_fails_fails_its_requests_and_the_next_batch_still_runs(
+    engine: RecordingEngine,
+) -> None:
+    harness = Harness(engine, inline_rows=8)
+
+    async def scenario(batcher: MicroBatcher) -> tuple[list[BaseException | EngineOutput], EngineOutput]:
+        engine.fail = True
+        failed = await asyncio.gather(*(batcher.submit(feeds(v)) for v in (0.1, 0.2)), return_exceptions=True)
+        engine.fail = False
+        return list(failed), await batcher.submit(feeds(0.3))
+
+    failed, after = harness.run(scenario)
+    assert all(isinstance(result, EngineError) for result in failed)
+    assert "failed to predict a batch of 2 rows (2 requests)" in str(failed[0])
+    assert_own_rows(after, (0.3,))
+    assert harness.executed == 0

@@ -50,7 +50,7 @@ def gate(app: FastAPI, name: str) -> tuple[ServedModel, GatedEngine]:
     """Serve `name` through a `GatedEngine` around its real engine (same version)."""
     model = app.state.registry.get(name)
     engine = GatedEngine(model.engine)
-    gated = dataclasses.replace(model, engine=engine)
+    gated = dataclasses.replace(model, engine=engine, inline_rows=0)  # it blocks: never on the loop
     app.state.registry.swap(gated)
     return gated, engine
 

@@ -7,6 +7,7 @@ Nothing here is global: each app owns its registry, service and Prometheus regis
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -43,6 +44,19 @@ PUBLIC_PATHS = frozenset(
 )
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 ADMIN_PREFIXES = ("/admin/",)
+
+
+def settle_heap() -> None:
+    """Collect once, then freeze what survives (loaded models, imported libraries).
+
+    A served process holds millions of long-lived objects (model graphs, mlflow, pandas). Left in
+    the collector's oldest generation, each full collection walks all of them: measured 40-210 ms
+    pauses every few seconds under load, which became the p99 of every request in flight. Frozen
+    objects are skipped by the collector; requests' short-lived garbage is still collected.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
@@ -85,6 +99,7 @@ def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
             service.retire(old)  # requests queued on the old version finish on it
             metrics.observe_reload(new.name, "success")
             app.openapi_schema = None  # the new version may take other inputs
+            settle_heap()  # once per reload: the old version's objects go, the new one's freeze
 
     def on_failure(name: str, reason: str) -> None:
         metrics.observe_reload(name, "failure")
@@ -101,6 +116,7 @@ def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
                 log.warning(
                     "%s v%s serves with the native engine: %s", model.name, model.version, model.engine_note
                 )
+        settle_heap()
         async with anyio.create_task_group() as group:
             if settings.reload_interval_seconds > 0:
                 group.start_soon(reloader.poll, settings.reload_interval_seconds)

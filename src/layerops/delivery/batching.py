@@ -20,8 +20,10 @@ The dispatch rule, applied whenever a request arrives, a batch ends or a wait ru
 Backpressure: when the rows already waiting plus the new request's would exceed
 `max_queue_rows`, the request fails at once with `OverloadedError` (503 + Retry-After); a request
 arriving to an empty queue is always accepted. A request cancelled while it waits (timeout,
-disconnect) leaves the queue. Engine calls run in the service's bounded thread pool; if one
-fails, every request of that batch gets an `EngineError` (500) and the batcher carries on.
+disconnect) leaves the queue. Engine calls run in the service's bounded thread pool, except
+batches of at most `inline_rows` rows, which the model's load-time timing showed to be cheaper
+than the hop to a pool thread (`ServeSettings.inline_budget_ms`): those run on the event loop. If
+a call fails, every request of that batch gets an `EngineError` (500) and the batcher carries on.
 """
 
 from __future__ import annotations
@@ -99,9 +101,11 @@ class MicroBatcher:
         policy: BatchPolicy,
         label: str = "model",
         observe: BatchObserver | None = None,
+        inline_rows: int = 0,
     ) -> None:
         self._predict = predict
         self._execute = execute
+        self.inline_rows = inline_rows
         self.policy = policy
         self.label = label
         self._observe = observe
@@ -111,6 +115,7 @@ class MicroBatcher:
         self._target = 1
         self._last_activity = 0.0  # when a batch last started or ended
         self._timer: asyncio.TimerHandle | None = None
+        self._inline_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._max_wait = policy.max_latency_ms / 1000.0
 
@@ -172,16 +177,20 @@ class MicroBatcher:
             self._timer.cancel()
             self._timer = None
         while self._queue and self._running < self.policy.concurrency:
+            if self._queue[0].feeds.rows <= self.inline_rows:
+                # Inline: no timer. The batch forms at the next turn of the loop, taking every
+                # request that arrived with this one (their sockets were ready together).
+                if not self._inline_scheduled:
+                    self._inline_scheduled = True
+                    loop.call_soon(self._run_inline)
+                return
             now = time.perf_counter()
             wait = self._wait_left(now)
             if wait > 0:
                 self._timer = loop.call_later(wait, self._on_timer)
                 return
-            batch = self._take()
-            self._running += 1
-            self._last_activity = now
-            self._target = len(batch)
-            task = loop.create_task(self._run(batch, now))
+            batch = self._start(self._take(self.policy.max_batch_size), now)
+            task = loop.create_task(self._run(batch))
             self._tasks.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self._tasks.discard)
 
@@ -199,12 +208,11 @@ class MicroBatcher:
         self._timer = None
         self._pump()
 
-    def _take(self) -> list[_Pending]:
-        """Requests from the front of the queue: one if batching is off, else up to max_batch_size rows."""
+    def _take(self, limit: int) -> list[_Pending]:
+        """Requests from the front of the queue: one if batching is off, else up to `limit` rows."""
         first = self._queue.popleft()
         batch, rows = [first], first.feeds.rows
         if self.policy.enabled:
-            limit = self.policy.max_batch_size
             while self._queue and rows + self._queue[0].feeds.rows <= limit:
                 item = self._queue.popleft()
                 batch.append(item)
@@ -214,14 +222,47 @@ class MicroBatcher:
         self._queued_rows -= rows
         return batch
 
-    async def _run(self, batch: list[_Pending], started: float) -> None:
-        """Run one batch in the pool and hand each request its own rows of the outputs."""
-        rows = sum(item.feeds.rows for item in batch)
+    def _start(self, batch: list[_Pending], now: float) -> list[_Pending]:
+        """Count `batch` as running and report its size and queue waits."""
+        self._running += 1
+        self._last_activity = now
+        self._target = len(batch)
         if self._observe is not None:
             try:
-                self._observe(rows, [started - item.arrived for item in batch])
+                self._observe(sum(item.feeds.rows for item in batch), [now - item.arrived for item in batch])
             except Exception:  # metrics must never fail predictions
                 log.exception("batch observer failed for %s", self.label)
+        return batch
+
+    def _end(self) -> None:
+        self._running -= 1
+        self._last_activity = time.perf_counter()
+        self._pump()
+
+    def _run_inline(self) -> None:
+        """Run the batch at the head of the queue on the event loop (the engine call is cheap)."""
+        self._inline_scheduled = False
+        if not self._queue or self._running >= self.policy.concurrency:
+            return  # closed meanwhile, or a pool batch runs: its end pumps again
+        if self._queue[0].feeds.rows > self.inline_rows:
+            self._pump()
+            return
+        batch = self._start(
+            self._take(min(self.policy.max_batch_size, self.inline_rows)), time.perf_counter()
+        )
+        rows = sum(item.feeds.rows for item in batch)
+        try:
+            output = self._call([item.feeds for item in batch], rows)
+        except Exception as exc:
+            self._fail(batch, exc, rows)
+        else:
+            self._scatter(batch, output)
+        finally:
+            self._end()
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        """Run one batch in the pool and hand each request its own rows of the outputs."""
+        rows = sum(item.feeds.rows for item in batch)
         try:
             output = await self._execute(partial(self._call, [item.feeds for item in batch], rows))
         except asyncio.CancelledError:
@@ -232,9 +273,7 @@ class MicroBatcher:
         else:
             self._scatter(batch, output)
         finally:
-            self._running -= 1
-            self._last_activity = time.perf_counter()
-            self._pump()
+            self._end()
 
     def _call(self, parts: list[Feeds], rows: int) -> EngineOutput:
         output = self._predict(merge(parts))

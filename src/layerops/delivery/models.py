@@ -7,6 +7,7 @@ object finishes on it, and the old one is released when the last such request en
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections import OrderedDict
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from layerops.bundle import BundleMetadata
+from layerops.bundle import BundleMetadata, ModelBundle
 from layerops.delivery.engines import Engine, build_engine, parity_error, reference_feeds
 from layerops.delivery.inputs import InputValidator
 from layerops.delivery.settings import ModelRef, ServeSettings
@@ -25,6 +26,7 @@ from layerops.repository.api import ModelRepository
 
 _PINNED_CACHE = 4
 NATIVE_CHECK_TOLERANCE = 1e-9
+INLINE_TIMING_CALLS = 5
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +45,8 @@ class ServedModel:
     """Why ONNX Runtime is not used, when it is not."""
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     load_seconds: float = 0.0
+    inline_rows: int = 0
+    """Engine calls of at most this many rows run on the event loop (measured cheap at load)."""
 
     def summary(self) -> dict[str, Any]:
         """Name, version, aliases, task and engine (for `GET /models`)."""
@@ -98,6 +102,7 @@ class ModelLoader:
             for _ in range(3):
                 engine.predict_columns(first)
                 engine.predict_columns(columns)
+        inline_rows = self._inline_rows(name, engine, bundle)
         validator = InputValidator(
             bundle.metadata,
             extra=self._settings.extra_fields,
@@ -114,7 +119,30 @@ class ModelLoader:
             validator=validator,
             engine_note=note,
             load_seconds=time.perf_counter() - start,
+            inline_rows=inline_rows,
         )
+
+    def _inline_rows(self, name: str, engine: Engine, bundle: ModelBundle) -> int:
+        """How many rows one engine call may take and still fit the event loop's budget.
+
+        Times a call on a full batch (`max_batch_size` rows, the reference rows repeated): the
+        per-row cost it shows bounds the rows an inline call may carry. 0 when there is no budget
+        or no reference rows to time.
+        """
+        budget = self._settings.inline_budget_ms / 1000.0
+        if budget <= 0 or not bundle.metadata.reference_rows:
+            return 0
+        size = self._settings.batching_for(name).max_batch_size
+        feeds = reference_feeds(bundle, engine)
+        batch = {key: np.resize(values, (size, *values.shape[1:])) for key, values in feeds.columns.items()}
+        engine.predict_columns(batch)
+        timings = []
+        for _ in range(INLINE_TIMING_CALLS):
+            started = time.perf_counter()
+            engine.predict_columns(batch)
+            timings.append(time.perf_counter() - started)
+        per_row = statistics.median(timings) / size
+        return min(size, int(budget / per_row)) if per_row > 0 else size
 
     def discover(self) -> list[ModelRef]:
         """Every registered model that has a `production` alias."""

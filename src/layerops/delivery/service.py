@@ -154,7 +154,7 @@ class InferenceService:
     def _new_batcher(self, model: ServedModel) -> MicroBatcher:
         engine, observer = model.engine, self._observer
 
-        def predict(feeds: Feeds) -> EngineOutput:  # runs in a pool thread
+        def predict(feeds: Feeds) -> EngineOutput:  # in a pool thread, or inline when cheap
             output = engine.predict_columns(feeds.columns)
             if observer is not None:
                 observer(Prediction(model, output))
@@ -166,6 +166,7 @@ class InferenceService:
             policy=self._policy(model.name),
             label=f"model '{model.name}' v{model.version}",
             observe=None if self._on_batch is None else partial(self._on_batch, model),
+            inline_rows=model.inline_rows,
         )
 
     # -- predictions --------------------------------------------------------------------------

@@ -96,6 +96,10 @@ class ServeSettings(Settings):
     inference_threads: int = Field(default=4, ge=1, le=256)
     """Worker threads for inference per process; bounds concurrent model calls."""
     warm_rows: int = Field(default=5, ge=0)
+    inline_budget_ms: float = Field(default=1.0, ge=0, le=100)
+    """Engine calls measured (at load) to take at most this long run on the event loop instead of
+    the inference thread pool: a thread hop costs ~0.1 ms, more than a fast ONNX model's whole
+    call. 0 sends every call to the pool."""
     batching: bool = True
     """Micro-batching: concurrent requests to one model version share one engine call."""
     max_batch_size: int = Field(default=64, ge=1)
