@@ -140,3 +140,82 @@ def test_the_native_engine_takes_the_same_columns(serve_settings: ServeSettings)
         engine.predict_columns(validator.row_feeds(SHIPPING_ROWS).columns),
         engine.predict(validator.rows(SHIPPING_ROWS)),
     )
+
+
+def _numeric_metadata() -> BundleMetadata:
+    return BundleMetadata(
+        name="sensor",
+        task="regression",
+        target="load",
+        features=[
+            FeatureSchema(name="temperature", dtype="float"),
+            FeatureSchema(name="count", dtype="int"),
+            FeatureSchema(name="pressure", dtype="float", required=False),
+        ],
+        candidate="linear",
+        lineage=Lineage(dataset_sha256="0", spec_sha256="0", seed=0),
+        created_at="2026-11-24T00:00:00+00:00",
+    )
+
+
+NUMERIC_ROWS: list[dict[str, Any]] = [
+    {"temperature": 21.5, "count": 3, "pressure": 1013},
+    {"temperature": -4, "count": 7.0, "pressure": 0.5},
+]
+
+
+@pytest.mark.parametrize("numeric", ["tensor(double)", "tensor(float)"])
+def test_an_all_numeric_schema_takes_the_block_path_with_the_same_feeds(numeric: str) -> None:
+    metadata = _numeric_metadata()
+    declared = {f.name: numeric for f in metadata.features}
+    validator = InputValidator(metadata, layout=FeedLayout.onnx(metadata.features, declared))
+    columns = {name: [row[name] for row in NUMERIC_ROWS] for name in declared}
+    for payload, rows, fast in (
+        (NUMERIC_ROWS, NUMERIC_ROWS, validator.row_feeds(NUMERIC_ROWS)),
+        (NUMERIC_ROWS[0], NUMERIC_ROWS[:1], validator.row_feeds(NUMERIC_ROWS[0])),
+        (columns, NUMERIC_ROWS, validator.column_feeds(columns)),
+    ):
+        assert fast.block is not None, payload  # the fast path was taken
+        reference = onnx_feeds(validator.rows(rows), list(metadata.features), FakeSession(declared))
+        assert fast.rows == len(rows) and list(fast.columns) == list(reference)
+        for name, array in reference.items():
+            mine = fast.columns[name]
+            assert mine.dtype == array.dtype and mine.shape == array.shape and mine.flags["C_CONTIGUOUS"]
+            np.testing.assert_array_equal(mine, array)
+    # Blocks stack into one block; a mixed batch (a null needs the full path) still merges by column.
+    stacked = merge([validator.row_feeds(row) for row in NUMERIC_ROWS])
+    assert stacked.block is not None and stacked.rows == 2
+    with_null = validator.row_feeds({"temperature": 1.0, "count": 2, "pressure": None})
+    assert with_null.block is None
+    mixed = merge([validator.row_feeds(NUMERIC_ROWS[0]), with_null])
+    np.testing.assert_array_equal(mixed.columns["pressure"][:, 0], [1013, np.nan])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"temperature": 1.0, "count": 2.5},
+        {"temperature": True, "count": 2},
+        {"temperature": "1.0", "count": 2},
+        {"temperature": 1.0},
+        {"temperature": 1.0, "count": 2, "colour": 3},
+        {"temperature": 1e400, "count": 2},
+        {"temperature": 1.0, "count": 10**400},
+        [{"temperature": 1.0, "count": 2}, [1.0, 2]],
+    ],
+)
+def test_the_block_path_leaves_every_bad_row_to_the_full_checks(bad: Any) -> None:
+    metadata = _numeric_metadata()
+    validator = InputValidator(metadata)
+    with pytest.raises(InputError) as frame_error:
+        validator.rows(bad)
+    with pytest.raises(InputError) as feeds_error:
+        validator.row_feeds(bad)
+    assert feeds_error.value.problems == frame_error.value.problems
+    if isinstance(bad, dict):
+        columns = {key: [value] for key, value in bad.items()}
+        with pytest.raises(InputError) as column_error:
+            validator.column_feeds(columns)
+        with pytest.raises(InputError) as column_frame_error:
+            validator.columns(columns)
+        assert str(column_error.value) == str(column_frame_error.value)

@@ -103,18 +103,53 @@ class FeedLayout:
         return Feeds({spec.name: spec.array(values[spec.name]) for spec in self.specs}, rows)
 
 
-@dataclass(frozen=True)
 class Feeds:
-    """An engine's input for `rows` rows."""
+    """An engine's input for `rows` rows: its columns, or one numeric block they are cut from.
 
-    columns: Columns
-    rows: int
+    The all-numeric fast path validates a request into one [rows, features] block (`numeric`);
+    batches stack blocks, and the per-feature columns the engine takes are cut once per batch
+    (one transposed copy), not once per request.
+    """
+
+    __slots__ = ("_columns", "block", "names", "rows")
+
+    def __init__(
+        self,
+        columns: Columns | None,
+        rows: int,
+        *,
+        block: npt.NDArray[Any] | None = None,
+        names: tuple[str, ...] = (),
+    ) -> None:
+        if columns is None and block is None:
+            raise ValueError("Feeds need columns or a block")
+        self._columns = columns
+        self.rows = rows
+        self.block = block
+        self.names = names
+
+    @classmethod
+    def numeric(cls, block: npt.NDArray[Any], names: tuple[str, ...]) -> Feeds:
+        """Feeds from a [rows, len(names)] block of numbers in the engine's dtype."""
+        return cls(None, len(block), block=block, names=names)
+
+    @property
+    def columns(self) -> Columns:
+        """Feature name → contiguous [rows, 1] array, in feed order."""
+        if self._columns is None:
+            assert self.block is not None
+            by_feature = np.ascontiguousarray(self.block.T)
+            self._columns = {name: by_feature[i].reshape(-1, 1) for i, name in enumerate(self.names)}
+        return self._columns
 
 
 def merge(parts: Sequence[Feeds]) -> Feeds:
     """The feeds of several requests stacked in order (one engine call for all of them)."""
     if len(parts) == 1:
         return parts[0]
+    names = parts[0].names
+    if all(part.block is not None and part.names == names for part in parts):
+        return Feeds.numeric(np.concatenate([part.block for part in parts]), names)  # type: ignore[misc]
     first = parts[0].columns
     columns = {name: np.concatenate([part.columns[name] for part in parts]) for name in first}
     return Feeds(columns, sum(part.rows for part in parts))
