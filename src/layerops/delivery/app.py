@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from layerops import __version__
+from layerops.delivery.fast_lane import PredictFastLane
 from layerops.delivery.http_errors import install_error_handlers
 from layerops.delivery.metrics import Metrics, MetricsMiddleware
 from layerops.delivery.middleware import (
@@ -131,7 +132,8 @@ def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.include_router(native.build_router(service))
+    native_router = native.build_router(service)
+    app.include_router(native_router)
     app.include_router(v2.build_router(service))
     app.include_router(mlflow_scoring.build_router(service))
     app.include_router(health.build_router(registry, reloader))
@@ -142,7 +144,9 @@ def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
         return Response(body, media_type=content_type)
 
     # Added innermost first: a request passes metrics → request id → access log → auth →
-    # body limit → timeout → routes.
+    # body limit → timeout → the predict fast lane (its own path only) → routes.
+    predict_route = next(r for r in native_router.routes if getattr(r, "path", None) == native.PREDICT_PATH)
+    app.add_middleware(PredictFastLane, service=service, route=predict_route)
     app.add_middleware(
         TimeoutMiddleware, default_seconds=settings.request_timeout_seconds, per_model=settings.model_timeouts
     )

@@ -68,6 +68,14 @@ def error_response(
     )
 
 
+def domain_error_response(exc: LayeropsError) -> Response:
+    """The standard error response of a domain error (503s carry `Retry-After`)."""
+    status, kind = status_of(exc)
+    details = exc.problems if isinstance(exc, InputError) else None
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return error_response(status, kind, str(exc), details, headers)
+
+
 def parse_json(body: bytes) -> Any:
     """The parsed request body; malformed JSON (and NaN/Infinity literals) raise `MalformedBodyError`."""
     if not body:
@@ -104,10 +112,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def domain(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LayeropsError)
-        status, kind = status_of(exc)
-        details = exc.problems if isinstance(exc, InputError) else None
-        headers = {"Retry-After": "1"} if status == 503 else None
-        return error_response(status, kind, str(exc), details, headers)
+        return domain_error_response(exc)
 
     async def validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

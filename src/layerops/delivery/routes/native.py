@@ -9,8 +9,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from layerops.delivery.http_errors import parse_json
+from layerops.delivery.middleware import request_state
 from layerops.delivery.models import ServedModel
 from layerops.delivery.service import InferenceService, Prediction
+
+PREDICT_PATH = "/models/{name}/predict"
+"""The native predict route of a model's served version."""
 
 
 def json_response(body: Any, *, headers: dict[str, str] | None = None, status: int = 200) -> Response:
@@ -21,9 +25,28 @@ def json_response(body: Any, *, headers: dict[str, str] | None = None, status: i
 
 def mark(request: Request, model: ServedModel) -> dict[str, str]:
     """Label the request with the model that answered (for logs and metrics); return headers."""
-    request.state.model = model.name
-    request.state.model_version = str(model.version)
+    return mark_state(request_state(request.scope), model)
+
+
+def mark_state(state: dict[str, Any], model: ServedModel) -> dict[str, str]:
+    """`mark` on the request's state dict (what `request.state` reads and writes)."""
+    state["model"] = model.name
+    state["model_version"] = str(model.version)
     return {"X-Model-Name": model.name, "X-Model-Version": str(model.version)}
+
+
+async def predict_body(
+    service: InferenceService, state: dict[str, Any], name: str, version: int | None, body: bytes
+) -> Response:
+    """The native predict answer for a raw body: one JSON object or a list of objects.
+
+    Shared by the framework route and the fast lane (`fast_lane.py`), which answers the same
+    path without the router. Domain errors propagate (the caller renders them).
+    """
+    payload = parse_json(body)
+    model = await service.resolve(name, version)
+    prediction: Prediction = await service.predict_rows(model, payload)
+    return json_response(prediction.as_dict(), headers=mark_state(state, prediction.model))
 
 
 def describe(model: ServedModel) -> dict[str, Any]:
@@ -60,12 +83,11 @@ def build_router(service: InferenceService) -> APIRouter:
         return json_response(describe(service.model(name)))
 
     async def _predict(request: Request, name: str, version: int | None) -> Response:
-        payload = parse_json(await request.body())
-        model = await service.resolve(name, version)
-        prediction: Prediction = await service.predict_rows(model, payload)
-        return json_response(prediction.as_dict(), headers=mark(request, prediction.model))
+        return await predict_body(service, request_state(request.scope), name, version, await request.body())
 
-    @router.post("/models/{name}/predict", summary="Predict with the served version", include_in_schema=False)
+    # Requests to this path are answered by the fast lane (same `predict_body`); the route stays
+    # as the fallback and gives metrics and logs their route template.
+    @router.post(PREDICT_PATH, summary="Predict with the served version", include_in_schema=False)
     async def predict(name: str, request: Request) -> Response:
         return await _predict(request, name, None)
 
@@ -91,9 +113,9 @@ def add_documented_predict_route(router_owner: Any, service: InferenceService, m
     schema = {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
 
     async def predict(request: Request) -> Response:
-        payload = parse_json(await request.body())
-        prediction: Prediction = await service.predict_rows(service.model(model.name), payload)
-        return json_response(prediction.as_dict(), headers=mark(request, prediction.model))
+        return await predict_body(
+            service, request_state(request.scope), model.name, None, await request.body()
+        )
 
     router_owner.add_api_route(
         f"/models/{model.name}/predict",
