@@ -10,7 +10,8 @@ same validated values (reference checks, tools).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain
 from typing import Any, Literal
 
@@ -63,6 +64,7 @@ class InputValidator:
         self._numeric_names = tuple(self.names) if numeric else ()
         """Set when every feature is a number the engine takes in one dtype: the block fast path."""
         self._numeric_dtype = specs[0].dtype if numeric else None
+        self._row_getter = _values_getter(self.names) if numeric else None
         self._int_columns = np.array([i for i, f in enumerate(self.features) if f.dtype == "int"], dtype=int)
 
     # -- the serving path: engine feeds ---------------------------------------------------------
@@ -97,7 +99,8 @@ class InputValidator:
     def _numeric_records(self, records: list[Any]) -> Feeds | None:
         names = self._numeric_names
         try:
-            table = [[record[name] for name in names] for record in records]
+            assert self._row_getter is not None
+            table = list(map(self._row_getter, records))
         except (KeyError, TypeError):  # a missing field, or a row that is not an object
             return None
         if self.extra == "forbid" and any(len(record) != len(names) for record in records):
@@ -313,6 +316,14 @@ class InputValidator:
             "required": [f.name for f in self.features if f.required],
             "additionalProperties": self.extra != "forbid",
         }
+
+
+def _values_getter(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """record → its values for `names`, as a tuple (KeyError when one is missing)."""
+    if len(names) == 1:
+        name = names[0]
+        return lambda record: (record[name],)
+    return operator.itemgetter(*names)
 
 
 def _json_type(value: Any) -> str:

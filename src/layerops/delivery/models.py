@@ -235,4 +235,6 @@ class ModelRegistry:
 
 def probabilities_by_class(probabilities: np.ndarray, classes: list[str]) -> list[dict[str, float]]:
     """Rows of class probabilities as `{label: p}` mappings."""
-    return [dict(zip(classes, map(float, row), strict=True)) for row in probabilities]
+    if probabilities.shape[1:] != (len(classes),):
+        raise ValueError(f"expected {len(classes)} probability columns, got shape {probabilities.shape}")
+    return [dict(zip(classes, row, strict=True)) for row in probabilities.tolist()]

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
+import numpy as np
+
 from layerops.delivery.batching import BatchPolicy, MicroBatcher
 from layerops.delivery.engines import EngineOutput
 from layerops.delivery.feeds import Feeds
@@ -54,11 +56,11 @@ class Prediction:
     def labels(self) -> list[str]:
         """Predicted class labels (classification)."""
         classes = self.classes or []
-        return [classes[int(i)] for i in self.output.values]
+        return [classes[i] for i in np.asarray(self.output.values, dtype=np.intp).tolist()]
 
     def values(self) -> list[float]:
         """Predicted values (regression)."""
-        return [float(v) for v in self.output.values]
+        return np.asarray(self.output.values, dtype=np.float64).tolist()  # type: ignore[no-any-return]
 
     def predictions(self) -> list[Any]:
         """Labels for a classifier, values for a regressor."""
