@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gc
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from layerops.delivery.models import ModelLoader
+from layerops.delivery.engines import build_engine, reference_feeds
+from layerops.delivery.models import ModelLoader, timing_feeds
 from layerops.delivery.settings import ServeSettings
 from layerops.repository.factory import open_repository
 from tests.delivery.conftest import IRIS_ROW, USER
@@ -40,3 +42,20 @@ def test_start_up_collects_once_then_freezes_what_the_models_hold(app: FastAPI) 
         response = client.post("/models/iris/predict", json=IRIS_ROW)
         assert response.status_code == 200, response.text
     gc.unfreeze()
+
+
+@pytest.mark.parametrize("name", ["iris", "shipping"])
+def test_engines_are_timed_on_distinct_valid_rows_not_the_reference_rows_repeated(
+    serve_settings: ServeSettings, name: str
+) -> None:
+    repository = open_repository(serve_settings)
+    bundle = repository.load_bundle(name, "production")
+    engine, _ = build_engine(bundle, "auto")
+    feeds = timing_feeds(bundle, engine, 64)
+    assert feeds.rows == 64
+    rows = {
+        tuple(map(str, values)) for values in zip(*(c[:, 0] for c in feeds.columns.values()), strict=True)
+    }
+    assert len(rows) == 64  # every row differs: a tree ensemble cannot answer from cache
+    assert len(engine.predict_columns(feeds.columns).values) == 64
+    assert feeds.columns.keys() == reference_feeds(bundle, engine).columns.keys()

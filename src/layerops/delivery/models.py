@@ -19,9 +19,10 @@ import numpy as np
 
 from layerops.bundle import BundleMetadata, ModelBundle
 from layerops.delivery.engines import Engine, build_engine, parity_error, reference_feeds
+from layerops.delivery.feeds import Feeds
 from layerops.delivery.inputs import InputValidator
 from layerops.delivery.settings import ModelRef, ServeSettings
-from layerops.errors import BundleError, ModelNotReadyError, NotFoundError
+from layerops.errors import BundleError, InputError, ModelNotReadyError, NotFoundError
 from layerops.repository.api import ModelRepository
 
 _PINNED_CACHE = 4
@@ -125,24 +126,26 @@ class ModelLoader:
     def _inline_rows(self, name: str, engine: Engine, bundle: ModelBundle) -> int:
         """How many rows one engine call may take and still fit the event loop's budget.
 
-        Times a call on a full batch (`max_batch_size` rows, the reference rows repeated): the
-        per-row cost it shows bounds the rows an inline call may carry. 0 when there is no budget
-        or no reference rows to time.
+        Times calls on one row and on a full batch (`max_batch_size` rows, the reference rows
+        repeated) and interpolates: a scikit-learn forest costs milliseconds for one row and
+        little more per extra row, ONNX Runtime microseconds for one row and a few per extra row.
+        0 when the budget is off, there are no reference rows to time, or one row is over budget.
         """
         budget = self._settings.inline_budget_ms / 1000.0
         if budget <= 0 or not bundle.metadata.reference_rows:
             return 0
         size = self._settings.batching_for(name).max_batch_size
-        feeds = reference_feeds(bundle, engine)
-        batch = {key: np.resize(values, (size, *values.shape[1:])) for key, values in feeds.columns.items()}
-        engine.predict_columns(batch)
-        timings = []
-        for _ in range(INLINE_TIMING_CALLS):
-            started = time.perf_counter()
-            engine.predict_columns(batch)
-            timings.append(time.perf_counter() - started)
-        per_row = statistics.median(timings) / size
-        return min(size, int(budget / per_row)) if per_row > 0 else size
+        one = {key: values[:1] for key, values in reference_feeds(bundle, engine).columns.items()}
+        single = _median_call_seconds(engine, one)
+        if single > budget:
+            return 0
+        if size == 1:
+            return 1
+        full = timing_feeds(bundle, engine, size).columns
+        per_extra_row = max(_median_call_seconds(engine, full) - single, 0.0) / (size - 1)
+        if per_extra_row == 0:
+            return size
+        return min(size, 1 + int((budget - single) / per_extra_row))
 
     def discover(self) -> list[ModelRef]:
         """Every registered model that has a `production` alias."""
@@ -231,6 +234,46 @@ class ModelRegistry:
     def ready(self) -> bool:
         """True when every configured model has a loaded version."""
         return all(name in self._current for name in self.refs)
+
+
+def timing_feeds(bundle: ModelBundle, engine: Engine, rows: int) -> Feeds:
+    """`rows` distinct valid rows to time an engine on, generated from the input schema.
+
+    Repeating the few reference rows would time a tree ensemble with its paths in cache (measured
+    9x too cheap), so each row takes a reference row and redraws every feature with a known
+    range or category set (seeded: the same rows every load).
+    """
+    rng = np.random.default_rng(0)
+    references = [row["features"] for row in bundle.metadata.reference_rows]
+    generated = []
+    for i in range(rows):
+        row = dict(references[i % len(references)])
+        for feature in bundle.metadata.features:
+            if feature.dtype == "category" and feature.categories:
+                row[feature.name] = feature.categories[int(rng.integers(len(feature.categories)))]
+            elif feature.dtype in ("float", "int") and feature.min is not None and feature.max is not None:
+                value = float(rng.uniform(feature.min, feature.max))
+                row[feature.name] = round(value) if feature.dtype == "int" else value
+        generated.append(row)
+    validator = InputValidator(bundle.metadata, extra="ignore", max_rows=rows, layout=engine.layout)
+    try:
+        return validator.row_feeds(generated)
+    except InputError:  # a schema the draws do not fit: time the reference rows repeated instead
+        columns = reference_feeds(bundle, engine).columns
+        return Feeds(
+            {key: np.resize(values, (rows, *values.shape[1:])) for key, values in columns.items()}, rows
+        )
+
+
+def _median_call_seconds(engine: Engine, columns: dict[str, np.ndarray]) -> float:
+    """Median wall time of `INLINE_TIMING_CALLS` engine calls on `columns` (after one untimed call)."""
+    engine.predict_columns(columns)
+    timings = []
+    for _ in range(INLINE_TIMING_CALLS):
+        started = time.perf_counter()
+        engine.predict_columns(columns)
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
 
 
 def probabilities_by_class(probabilities: np.ndarray, classes: list[str]) -> list[dict[str, float]]:
