@@ -38,6 +38,8 @@ test: lint
 
 bench: env
 	$(RUN) python bench/train_overhead.py
+	command -v wrk >/dev/null || (apt-get install -y wrk || (apt-get update && apt-get install -y wrk))
+	$(RUN) python bench/serve.py
 
 clean:
 	rm -rf .layerops examples/data .pytest_cache .mypy_cache .ruff_cache
