@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from layerops.repository.api import ModelRepository
@@ -182,3 +183,42 @@ def test_a_model_that_cannot_load_stops_start_up_with_one_line(
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "iris@staging" in lines[0] and "staging" in lines[0], result.stderr
+
+
+def test_two_workers_serve_and_their_supervisor_holds_no_model(
+    repo_home: tuple[Path, ModelRepository],
+) -> None:
+    home, _ = repo_home
+    server = Server(home, "--workers", "2", "--model", "iris@production")
+    try:
+        server.wait_ready()
+        response = server.client.post("/models/iris/predict", json=IRIS_ROW)
+        assert response.status_code == 200, response.text
+        supervisor = psutil.Process(server.process.pid)
+        workers = [
+            child
+            for child in supervisor.children(recursive=True)
+            if "resource_tracker" not in " ".join(child.cmdline())
+        ]
+        assert len(workers) == 2
+        # The models were checked in a child that has exited; the supervisor never loaded them.
+        smallest = min(worker.memory_info().rss for worker in workers)
+        assert supervisor.memory_info().rss < 0.6 * smallest  # measured 147 MiB against 377
+    finally:
+        assert server.stop() == 0
+
+
+def test_with_two_workers_a_model_that_cannot_load_still_stops_start_up_with_one_line(
+    repo_home: tuple[Path, ModelRepository],
+) -> None:
+    home, _ = repo_home
+    result = subprocess.run(
+        [LAYEROPS, "--home", str(home), "serve", "--workers", "2", "--model", "iris@staging"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LAYEROPS_API_KEYS": USER_KEY},
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "iris@staging" in lines[0], result.stderr

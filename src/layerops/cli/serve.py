@@ -6,8 +6,10 @@ Flags are exported as `LAYEROPS_*` variables so every uvicorn worker process bui
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -94,12 +96,17 @@ def serve(
         serve_settings = ServeSettings()
     except ValueError as exc:
         raise LayeropsError(f"invalid server setting: {_first_error(exc)}") from None
-    # Preflight: the initiating phase runs here first, so a model that cannot load stops start-up
-    # with one clear line; one worker then serves this very app, several build their own.
-    app = app_factory()
-    app.state.reloader.load_all(degraded=serve_settings.start_degraded)
-    target: object = app if serve_settings.workers == 1 else "layerops.cli.serve:app_factory"
-    served = ", ".join(f"{m.name} v{m.version} ({m.engine.name})" for m in app.state.registry.models())
+    # Preflight: the initiating phase runs first, so a model that cannot load stops start-up with
+    # one clear line. One worker then serves this very app; several build their own, so their
+    # supervisor checks in a child process and stays small (it would hold every model for nothing).
+    target: object
+    if serve_settings.workers == 1:
+        app = app_factory()
+        served = preflight(app, serve_settings.start_degraded)
+        target = app
+    else:
+        served = _preflight_in_child(serve_settings.start_degraded)
+        target = "layerops.cli.serve:app_factory"
     typer.echo(
         f"layerops serving {served or 'no model yet'} on http://{serve_settings.host}:{serve_settings.port} "
         f"with {serve_settings.workers} worker(s); docs at /docs",
@@ -120,6 +127,39 @@ def serve(
         timeout_graceful_shutdown=max(5, int(serve_settings.request_timeout_seconds) + 5),
         lifespan="on",
     )
+
+
+def preflight(app: FastAPI, degraded: bool) -> str:
+    """Run `app`'s initiating phase now (raises `LayeropsError`); describe what it serves."""
+    app.state.reloader.load_all(degraded=degraded)
+    return ", ".join(f"{m.name} v{m.version} ({m.engine.name})" for m in app.state.registry.models())
+
+
+def _preflight_child(degraded: bool, answers: Connection) -> None:
+    try:
+        answers.send(("ok", preflight(app_factory(), degraded)))
+    except LayeropsError as exc:
+        answers.send(("error", str(exc)))
+    except Exception as exc:
+        answers.send(("error", f"start-up check failed: {type(exc).__name__}: {exc}"))
+
+
+def _preflight_in_child(degraded: bool) -> str:
+    """`preflight` in a fresh process (same environment), so this one never loads a model."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_preflight_child, args=(degraded, send), name="layerops-preflight")
+    child.start()
+    send.close()
+    try:
+        status, text = receive.recv()
+    except EOFError:  # it died without answering
+        child.join()
+        status, text = "error", f"the start-up check process died (exit code {child.exitcode})"
+    child.join()
+    if status != "ok":
+        raise LayeropsError(text)
+    return str(text)
 
 
 def _first_error(exc: ValueError) -> str:

