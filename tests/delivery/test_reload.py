@@ -79,3 +79,35 @@ def test_a_broken_new_version_keeps_the_old_one_serving(tmp_path: Path) -> None:
         assert ready["status"] == "ready" and "iris" in ready["failures"]
         metrics = client.get("/metrics").text
         assert 'layerops_reloads_total{model="iris",outcome="failure"} 1.0' in metrics
+
+
+def test_after_a_reload_the_docs_show_the_new_versions_inputs(tmp_path: Path) -> None:
+    import pandas as pd
+
+    home = tmp_path / "home"
+    repository = train_demo_models(home)
+    narrow = pd.read_csv(home / "data" / "iris.csv").drop(columns=["petal_width"])
+    narrow.to_csv(home / "data" / "iris_narrow.csv", index=False)
+    spec = {
+        "name": "iris",
+        "data": {"path": "iris_narrow.csv"},
+        "target": "species",
+        "cleaning": {"collinearity_threshold": None},
+        "candidates": [{"name": "linear"}],
+        "tuning": {"trials": 1},
+    }
+    version = train(parse_spec(spec, base_dir=home / "data"), repository).version
+    assert version is not None
+
+    def documented_inputs(client: TestClient) -> set[str]:
+        body = client.get("/openapi.json").json()["paths"]["/models/iris/predict"]["post"]["requestBody"]
+        row = body["content"]["application/json"]["schema"]["oneOf"][0]
+        return set(row["properties"])
+
+    with _client(home) as client:
+        assert "petal_width" in documented_inputs(client)
+        repository.set_alias("iris", "production", version.version, reason="test")
+        assert client.post("/admin/reload", headers=ADMIN).json()["outcomes"][0]["status"] == "swapped"
+        assert documented_inputs(client) == {"sepal_length", "sepal_width", "petal_length"}
+        narrow_row = {k: v for k, v in IRIS_ROW.items() if k != "petal_width"}
+        assert client.post("/models/iris/predict", json=narrow_row).json()["version"] == version.version

@@ -13,6 +13,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -114,20 +115,25 @@ def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
         if old is not None:
             service.retire(old)  # requests queued on the old version finish on it
             metrics.observe_reload(new.name, "success")
-            app.openapi_schema = None  # the new version may take other inputs
+            route = documented.get(new.name)
+            if route is not None:  # the new version may take other inputs: document them
+                for attribute, value in native.documented_predict(new).items():
+                    setattr(route, attribute, value)
+            app.openapi_schema = None
             settle_heap()  # once per reload: the old version's objects go, the new one's freeze
 
     def on_failure(name: str, reason: str) -> None:
         metrics.observe_reload(name, "failure")
 
     reloader = Reloader(registry, loader, on_swap=on_swap, on_failure=on_failure)
+    documented: dict[str, Any] = {}  # model name → its documented predict route
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not registry.ready():  # a caller may have run the initiating phase already (preflight)
             await anyio.to_thread.run_sync(lambda: reloader.load_all(degraded=settings.start_degraded))
         for model in registry.models():
-            native.add_documented_predict_route(app.router, service, model)
+            documented[model.name] = native.add_documented_predict_route(app.router, service, model)
             if model.engine_note:
                 log.warning(
                     "%s v%s serves with the native engine: %s", model.name, model.version, model.engine_note

@@ -107,10 +107,23 @@ def build_router(service: InferenceService) -> APIRouter:
     return router
 
 
-def add_documented_predict_route(router_owner: Any, service: InferenceService, model: ServedModel) -> None:
-    """Add `POST /models/<name>/predict` with the model's typed request schema to the OpenAPI docs."""
+def documented_predict(model: ServedModel) -> dict[str, Any]:
+    """The OpenAPI summary and request body of `POST /models/<name>/predict` for `model`'s schema."""
     row = model.validator.json_schema()
     schema = {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
+    return {
+        "summary": f"Predict with {model.name} ({model.metadata.task})",
+        "openapi_extra": {
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}
+        },
+    }
+
+
+def add_documented_predict_route(router_owner: Any, service: InferenceService, model: ServedModel) -> Any:
+    """Add `POST /models/<name>/predict` with the model's typed request schema to the OpenAPI docs.
+
+    Returns the route, so a reload can document the new version's schema (`documented_predict`).
+    """
 
     async def predict(request: Request) -> Response:
         return await predict_body(
@@ -122,8 +135,6 @@ def add_documented_predict_route(router_owner: Any, service: InferenceService, m
         predict,
         methods=["POST"],
         tags=["models"],
-        summary=f"Predict with {model.name} ({model.metadata.task})",
-        openapi_extra={
-            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}
-        },
+        **documented_predict(model),
     )
+    return router_owner.routes[-1]
