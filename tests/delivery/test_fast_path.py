@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from layerops.bundle import ModelBundle
+from layerops.bundle.metadata import OnnxInfo
 from layerops.delivery.engines import build_engine, reference_feeds
 from layerops.delivery.models import ModelLoader, timing_feeds
 from layerops.delivery.settings import ServeSettings
+from layerops.errors import BundleError
 from layerops.repository.factory import open_repository
 from tests.delivery.conftest import IRIS_ROW, USER
 
@@ -59,3 +64,55 @@ def test_engines_are_timed_on_distinct_valid_rows_not_the_reference_rows_repeate
     assert len(rows) == 64  # every row differs: a tree ensemble cannot answer from cache
     assert len(engine.predict_columns(feeds.columns).values) == 64
     assert feeds.columns.keys() == reference_feeds(bundle, engine).columns.keys()
+
+
+class RecordingRepository:
+    """The real repository, recording how bundles were asked for."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.loads: list[bool] = []
+
+    def load_bundle(self, name: str, ref: int | str, *, native: bool = True) -> Any:
+        self.loads.append(native)
+        return self.inner.load_bundle(name, ref, native=native)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.inner, attribute)
+
+
+@pytest.mark.parametrize(("engine", "loads"), [("auto", [False]), ("onnx", [False]), ("native", [True])])
+def test_the_native_model_is_deserialised_only_for_the_native_engine(
+    serve_settings: ServeSettings, engine: str, loads: list[bool]
+) -> None:
+    repository = RecordingRepository(open_repository(serve_settings))
+    settings = serve_settings.model_copy(update={"engine": engine})
+    served = ModelLoader(repository, settings).load("iris", "production")
+    assert repository.loads == loads
+    assert served.engine.name == ("native" if engine == "native" else "onnx")
+
+
+def test_a_fallback_to_native_fetches_the_native_model_then(serve_settings: ServeSettings) -> None:
+    repository = open_repository(serve_settings)
+    lean = repository.load_bundle("iris", "production", native=False)
+    assert lean.model is None and lean.onnx_model is not None
+    rejected = dataclasses.replace(
+        lean,
+        metadata=lean.metadata.model_copy(
+            update={"onnx": OnnxInfo(converted=False, reason="parity 3e-2 > 1e-5")}
+        ),
+    )
+    fetched: list[bool] = []
+
+    def native() -> ModelBundle:
+        fetched.append(True)
+        return repository.load_bundle("iris", "production")
+
+    engine, note = build_engine(rejected, "auto", native=native)
+    assert engine.name == "native" and fetched == [True]
+    assert note is not None and "parity 3e-2" in note
+    with pytest.raises(BundleError, match="loaded without its native model"):
+        build_engine(rejected, "auto")
+    with pytest.raises(BundleError, match="engine 'onnx' requested"):
+        build_engine(rejected, "onnx", native=native)
+    assert fetched == [True]

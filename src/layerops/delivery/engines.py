@@ -8,6 +8,7 @@ missing). It returns class indices + probabilities, or regression values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -149,16 +150,27 @@ def parity_error(engine: Engine, bundle: ModelBundle) -> float:
 
 
 def build_engine(
-    bundle: ModelBundle, preference: Literal["auto", "onnx", "native"]
+    bundle: ModelBundle,
+    preference: Literal["auto", "onnx", "native"],
+    native: Callable[[], ModelBundle] | None = None,
 ) -> tuple[Engine, str | None]:
     """The engine to serve `bundle` with, and a note when ONNX was wanted but not used.
 
     `auto` uses ONNX Runtime when the bundle's export converted and still matches the native
     model's reference outputs within `PARITY_TOLERANCE`, else falls back to native; `onnx`
-    refuses to fall back.
+    refuses to fall back. A bundle loaded without its native model (`bundle.model` None) gets
+    it from `native()` only when the native engine is needed.
     """
+
+    def native_engine() -> NativeEngine:
+        if bundle.model is not None:
+            return NativeEngine(bundle)
+        if native is None:
+            raise BundleError(f"{bundle.metadata.name}: the bundle was loaded without its native model")
+        return NativeEngine(native())
+
     if preference == "native":
-        return NativeEngine(bundle), None
+        return native_engine(), None
     reason: str | None
     if bundle.onnx_model is None or not bundle.metadata.onnx.converted:
         reason = f"no validated ONNX export ({bundle.metadata.onnx.reason or 'absent'})"
@@ -174,4 +186,4 @@ def build_engine(
             reason = f"ONNX parity check failed at load: max error {error:.2e} > {PARITY_TOLERANCE:g}"
     if preference == "onnx":
         raise BundleError(f"{bundle.metadata.name}: engine 'onnx' requested but {reason}")
-    return NativeEngine(bundle), reason
+    return native_engine(), reason

@@ -87,8 +87,13 @@ class ModelLoader:
             if version is not None
             else self._repository.resolve_alias(name, ref)
         )
-        bundle = self._repository.load_bundle(name, entry.version)
-        engine, note = build_engine(bundle, self._settings.engine)
+        # The native model is deserialised only if the native engine serves: ONNX Runtime needs
+        # just the export, and a scikit-learn forest costs seconds and 100+ MiB to load.
+        preference = self._settings.engine
+        bundle = self._repository.load_bundle(name, entry.version, native=preference == "native")
+        engine, note = build_engine(
+            bundle, preference, native=lambda: self._repository.load_bundle(name, entry.version)
+        )
         if engine.name == "native" and bundle.metadata.reference_rows:
             # The native model must still answer its own reference rows as it did at training.
             error = parity_error(engine, bundle)

@@ -132,6 +132,10 @@ class ModelRepository(Protocol):
         """Every alias change of `name`, oldest first."""
         ...
 
-    def load_bundle(self, name: str, ref: int | str) -> ModelBundle:
-        """Download and verify the bundle of a version number or an alias."""
+    def load_bundle(self, name: str, ref: int | str, *, native: bool = True) -> ModelBundle:
+        """Download and verify the bundle of a version number or an alias.
+
+        `native=False` verifies every file but leaves the native model undeserialised
+        (`bundle.model` is None): serving on the ONNX export needs only that.
+        """
         ...

@@ -352,8 +352,8 @@ class MlflowRepository:
 
     # -- bundles -----------------------------------------------------------------------------
 
-    def load_bundle(self, name: str, ref: int | str) -> ModelBundle:
-        """Download and verify the bundle of a version number or an alias."""
+    def load_bundle(self, name: str, ref: int | str, *, native: bool = True) -> ModelBundle:
+        """Download and verify the bundle of a version number or an alias (see the protocol)."""
         if isinstance(ref, int) or ref.isdigit():
             version = self.get_version(name, int(ref))
         else:
@@ -364,7 +364,9 @@ class MlflowRepository:
                 f"model {name!r} version {version.version} has no {DIGEST_TAG} tag; "
                 "only versions registered by layerops can be loaded"
             )
-        return fetch_bundle(lambda folder: self._download(version, folder), digest, self._cache_dir)
+        return fetch_bundle(
+            lambda folder: self._download(version, folder), digest, self._cache_dir, native=native
+        )
 
     def _download(self, version: ModelVersion, destination: Path) -> Path:
         missing = f"model {version.name!r} version {version.version}: bundle not found at {version.source}"
