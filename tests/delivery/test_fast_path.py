@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from layerops.bundle import ModelBundle
 from layerops.bundle.metadata import OnnxInfo
-from layerops.delivery.engines import build_engine, reference_feeds
+from layerops.delivery.engines import OnnxEngine, build_engine, reference_feeds
 from layerops.delivery.models import ModelLoader, timing_feeds
 from layerops.delivery.settings import ServeSettings
 from layerops.errors import BundleError
@@ -116,3 +116,12 @@ def test_a_fallback_to_native_fetches_the_native_model_then(serve_settings: Serv
     with pytest.raises(BundleError, match="engine 'onnx' requested"):
         build_engine(rejected, "onnx", native=native)
     assert fetched == [True]
+
+
+def test_onnx_sessions_take_one_thread_unless_configured(serve_settings: ServeSettings) -> None:
+    repository = open_repository(serve_settings)
+    default = ModelLoader(repository, serve_settings).load("iris", "production").engine
+    assert isinstance(default, OnnxEngine) and default.threads == 1
+    two = serve_settings.model_copy(update={"onnx_threads": 2})
+    engine = ModelLoader(repository, two).load("iris", "production").engine
+    assert isinstance(engine, OnnxEngine) and engine.threads == 2

@@ -103,6 +103,11 @@ class OnnxEngine:
                 f"{bundle.metadata.name}: ONNX graph lacks output {self._output!r} (has {names})"
             )
 
+    @property
+    def threads(self) -> int:
+        """ONNX Runtime's intra-op threads for this session."""
+        return int(self._session.get_session_options().intra_op_num_threads)
+
     def predict_columns(self, columns: Columns) -> EngineOutput:
         """Run the graph on feeds already laid out as it declares; outputs cast to float64."""
         (out,) = self._session.run([self._output], columns)
@@ -153,13 +158,16 @@ def build_engine(
     bundle: ModelBundle,
     preference: Literal["auto", "onnx", "native"],
     native: Callable[[], ModelBundle] | None = None,
+    *,
+    onnx_threads: int = 1,
 ) -> tuple[Engine, str | None]:
     """The engine to serve `bundle` with, and a note when ONNX was wanted but not used.
 
     `auto` uses ONNX Runtime when the bundle's export converted and still matches the native
     model's reference outputs within `PARITY_TOLERANCE`, else falls back to native; `onnx`
     refuses to fall back. A bundle loaded without its native model (`bundle.model` None) gets
-    it from `native()` only when the native engine is needed.
+    it from `native()` only when the native engine is needed. `onnx_threads` is ONNX Runtime's
+    intra-op thread count per session.
     """
 
     def native_engine() -> NativeEngine:
@@ -176,7 +184,7 @@ def build_engine(
         reason = f"no validated ONNX export ({bundle.metadata.onnx.reason or 'absent'})"
     else:
         try:
-            engine = OnnxEngine(bundle)
+            engine = OnnxEngine(bundle, intra_op_threads=onnx_threads)
             error = parity_error(engine, bundle)
         except Exception as exc:  # onnxruntime raises its own error types
             reason = f"ONNX Runtime failed to load or run the export: {str(exc).splitlines()[0]}"

@@ -92,7 +92,10 @@ class ModelLoader:
         preference = self._settings.engine
         bundle = self._repository.load_bundle(name, entry.version, native=preference == "native")
         engine, note = build_engine(
-            bundle, preference, native=lambda: self._repository.load_bundle(name, entry.version)
+            bundle,
+            preference,
+            native=lambda: self._repository.load_bundle(name, entry.version),
+            onnx_threads=self._settings.onnx_threads,
         )
         if engine.name == "native" and bundle.metadata.reference_rows:
             # The native model must still answer its own reference rows as it did at training.

@@ -93,6 +93,9 @@ class ServeSettings(Settings):
     """Start even if a model cannot load; `/health/ready` reports it."""
     engine: Literal["auto", "onnx", "native"] = "auto"
     """auto: ONNX Runtime where the bundle has a validated export, else the native model."""
+    onnx_threads: int = Field(default=1, ge=1, le=256)
+    """ONNX Runtime intra-op threads per model session: 1 is best for latency with one worker per
+    core; more speeds up large requests on a machine with idle cores."""
     inference_threads: int = Field(default=4, ge=1, le=256)
     """Worker threads for inference per process; bounds concurrent model calls."""
     warm_rows: int = Field(default=5, ge=0)
