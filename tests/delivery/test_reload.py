@@ -8,17 +8,19 @@ from fastapi.testclient import TestClient
 
 from layerops.delivery.app import create_app
 from layerops.delivery.settings import ServeSettings
+from layerops.repository.api import ModelRepository
 from layerops.spec import parse_spec
 from layerops.training.pipeline import train
 from tests.delivery.conftest import ADMIN, ADMIN_KEY, IRIS_ROW, USER, USER_KEY, train_demo_models
 
 
-def _second_iris(home: Path) -> int:
-    repository = train_demo_models(home)
+def _second_iris(home: Path, data: str = "iris.csv", repository: ModelRepository | None = None) -> int:
+    """Train iris v2 (a linear model) on `data` in the demo home (made unless `repository` is given)."""
+    repository = repository or train_demo_models(home)
     spec = parse_spec(
         {
             "name": "iris",
-            "data": {"path": "iris.csv"},
+            "data": {"path": data},
             "target": "species",
             "cleaning": {"collinearity_threshold": None},
             "candidates": [{"name": "linear"}],
@@ -88,16 +90,7 @@ def test_after_a_reload_the_docs_show_the_new_versions_inputs(tmp_path: Path) ->
     repository = train_demo_models(home)
     narrow = pd.read_csv(home / "data" / "iris.csv").drop(columns=["petal_width"])
     narrow.to_csv(home / "data" / "iris_narrow.csv", index=False)
-    spec = {
-        "name": "iris",
-        "data": {"path": "iris_narrow.csv"},
-        "target": "species",
-        "cleaning": {"collinearity_threshold": None},
-        "candidates": [{"name": "linear"}],
-        "tuning": {"trials": 1},
-    }
-    version = train(parse_spec(spec, base_dir=home / "data"), repository).version
-    assert version is not None
+    version = _second_iris(home, "iris_narrow.csv", repository)
 
     def documented_inputs(client: TestClient) -> set[str]:
         body = client.get("/openapi.json").json()["paths"]["/models/iris/predict"]["post"]["requestBody"]
@@ -106,8 +99,8 @@ def test_after_a_reload_the_docs_show_the_new_versions_inputs(tmp_path: Path) ->
 
     with _client(home) as client:
         assert "petal_width" in documented_inputs(client)
-        repository.set_alias("iris", "production", version.version, reason="test")
+        repository.set_alias("iris", "production", version, reason="test")
         assert client.post("/admin/reload", headers=ADMIN).json()["outcomes"][0]["status"] == "swapped"
         assert documented_inputs(client) == {"sepal_length", "sepal_width", "petal_length"}
         narrow_row = {k: v for k, v in IRIS_ROW.items() if k != "petal_width"}
-        assert client.post("/models/iris/predict", json=narrow_row).json()["version"] == version.version
+        assert client.post("/models/iris/predict", json=narrow_row).json()["version"] == version
