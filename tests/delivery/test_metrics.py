@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -177,3 +178,33 @@ def test_two_metrics_objects_share_nothing() -> None:
     assert sample(second, "layerops_predictions_total", model="iris", version="1", **{"class": "a"}) is None
     assert sample(second, "layerops_in_flight_requests") == 0
     assert REGISTRY.get_sample_value("layerops_in_flight_requests") is None  # never the global registry
+
+
+def test_a_retired_versions_series_go_after_the_grace_period_and_a_served_one_stays() -> None:
+    metrics = Metrics(retire_after_seconds=0.2)
+
+    def record(version: str) -> None:
+        metrics.observe_request("iris", version, "/models/{name}/predict", 200, 0.001)
+        metrics.observe_classes("iris", version, ["setosa"])
+        metrics.observe_batch("iris", version, 4, [0.001])
+        metrics.observe_values("rent", version, [1.0])
+
+    metrics.set_model_info("iris", "1", "production", "onnx")
+    metrics.set_model_info("rent", "1", "production", "onnx")
+    record("1")
+    metrics.set_model_info("iris", "2", "production", "onnx")  # iris v1 retired; rent v1 still served
+    record("2")
+    metrics.render()  # within the grace period: nothing goes yet
+    assert sample(metrics, "layerops_batch_size_count", model="iris", version="1") == 1
+    time.sleep(0.25)
+    body = metrics.render()[0].decode()
+    assert 'model="iris",version="1"' not in body
+    assert sample(metrics, "layerops_batch_size_count", model="iris", version="2") == 1
+    assert sample(metrics, "layerops_prediction_value_count", model="rent", version="1") == 1
+
+    # A version served again before its grace period ends keeps its series.
+    metrics.set_model_info("iris", "1", "production", "onnx")  # rollback: v2 retired
+    metrics.set_model_info("iris", "2", "canary", "onnx")  # and v2 served again at once
+    time.sleep(0.25)
+    metrics.render()
+    assert sample(metrics, "layerops_batch_size_count", model="iris", version="2") == 1

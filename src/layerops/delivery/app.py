@@ -81,7 +81,8 @@ def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
     keys = KeyStore.from_sources(
         settings.api_keys, settings.api_key_file, settings.admin_api_keys, settings.admin_api_key_file
     )
-    metrics = Metrics()
+    # A retired version's series stay until its last requests have surely finished and been scraped.
+    metrics = Metrics(retire_after_seconds=max(60.0, 2 * settings.request_timeout_seconds))
     loader = ModelLoader(repository, settings)
     refs = settings.model_refs()
     registry = ModelRegistry(refs or loader.discover())

@@ -42,7 +42,9 @@ but prometheus_client then drops the `_sum` series, and with it the mean predict
 class Metrics:
     """The server's Prometheus series; each instance owns an independent registry."""
 
-    def __init__(self, *, value_buckets: Sequence[float] = VALUE_BUCKETS) -> None:
+    def __init__(
+        self, *, value_buckets: Sequence[float] = VALUE_BUCKETS, retire_after_seconds: float = 60.0
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -106,6 +108,16 @@ class Metrics:
         self.in_flight = Gauge("layerops_in_flight_requests", "HTTP requests being served.", registry=r)
         self._served: dict[tuple[str, str], tuple[str, str]] = {}  # (model, alias) → (version, engine)
         self._lock = threading.Lock()  # swaps are reported from reload threads
+        self._retired: dict[tuple[str, str], float] = {}  # (model, version) → when it stopped being served
+        self._retire_after = retire_after_seconds
+        self._per_version: list[tuple[Counter | Histogram, tuple[str, ...]]] = [
+            (self.requests, ("model", "version", "route", "status")),
+            (self.request_duration, ("model", "version", "route")),
+            (self.predictions, ("model", "version", "class")),
+            (self.prediction_value, ("model", "version")),
+            (self.batch_size, ("model", "version")),
+            (self.batch_queue_wait, ("model", "version")),
+        ]
 
     def observe_request(self, model: str, version: str, route: str, status: int, seconds: float) -> None:
         """Count one finished HTTP request and record its duration."""
@@ -143,6 +155,7 @@ class Metrics:
             if old is not None and old != (version, engine):
                 self.model_info.remove(model, old[0], alias, old[1])
                 self._forget_load_unless_served(model, old[0])
+            self._retired.pop((model, version), None)
             self.model_info.labels(model, version, alias, engine).set(1)
             for outcome in ("success", "failure"):
                 self.reloads.labels(model, outcome)  # start at 0 so rate() sees the first reload
@@ -158,6 +171,30 @@ class Metrics:
     def _forget_load_unless_served(self, model: str, version: str) -> None:
         if all(v != version for (m, _), (v, _) in self._served.items() if m == model):
             self.model_load_seconds.remove(model, version)
+            self._retired[(model, version)] = time.monotonic()
+
+    def purge_retired(self) -> None:
+        """Drop every per-version series of versions retired over `retire_after_seconds` ago.
+
+        Without this, each reload would leave its version's request, prediction and batch series
+        behind for good. The grace period lets requests still running on a retired version finish
+        (and be scraped) first.
+        """
+        now = time.monotonic()
+        with self._lock:
+            due = [key for key, since in self._retired.items() if now - since >= self._retire_after]
+            for key in due:
+                del self._retired[key]
+        for model, version in due:
+            for metric, names in self._per_version:
+                stale = {
+                    tuple(sample.labels[name] for name in names)
+                    for family in metric.collect()
+                    for sample in family.samples
+                    if sample.labels.get("model") == model and sample.labels.get("version") == version
+                }
+                for labels in stale:
+                    metric.remove(*labels)
 
     def observe_reload(self, model: str, outcome: Literal["success", "failure"]) -> None:
         """Count one hot reload attempt of `model`."""
@@ -167,6 +204,7 @@ class Metrics:
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
         """The exposition body and its content type (Prometheus text, or OpenMetrics if `accept` asks)."""
+        self.purge_retired()
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
 
