@@ -189,8 +189,9 @@ class MicroBatcher:
             if wait > 0:
                 self._timer = loop.call_later(wait, self._on_timer)
                 return
-            batch = self._start(self._take(self.policy.max_batch_size), now)
-            task = loop.create_task(self._run(batch))
+            batch, rows = self._take(self.policy.max_batch_size)
+            self._start(batch, rows, now)
+            task = loop.create_task(self._run(batch, rows))
             self._tasks.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self._tasks.discard)
 
@@ -208,8 +209,9 @@ class MicroBatcher:
         self._timer = None
         self._pump()
 
-    def _take(self, limit: int) -> list[_Pending]:
-        """Requests from the front of the queue: one if batching is off, else up to `limit` rows."""
+    def _take(self, limit: int) -> tuple[list[_Pending], int]:
+        """Requests from the front of the queue (one if batching is off, else up to `limit` rows)
+        and their rows."""
         first = self._queue.popleft()
         batch, rows = [first], first.feeds.rows
         if self.policy.enabled:
@@ -220,19 +222,18 @@ class MicroBatcher:
         for item in batch:
             item.taken = True
         self._queued_rows -= rows
-        return batch
+        return batch, rows
 
-    def _start(self, batch: list[_Pending], now: float) -> list[_Pending]:
+    def _start(self, batch: list[_Pending], rows: int, now: float) -> None:
         """Count `batch` as running and report its size and queue waits."""
         self._running += 1
         self._last_activity = now
         self._target = len(batch)
         if self._observe is not None:
             try:
-                self._observe(sum(item.feeds.rows for item in batch), [now - item.arrived for item in batch])
+                self._observe(rows, [now - item.arrived for item in batch])
             except Exception:  # metrics must never fail predictions
                 log.exception("batch observer failed for %s", self.label)
-        return batch
 
     def _end(self) -> None:
         self._running -= 1
@@ -247,10 +248,8 @@ class MicroBatcher:
         if self._queue[0].feeds.rows > self.inline_rows:
             self._pump()
             return
-        batch = self._start(
-            self._take(min(self.policy.max_batch_size, self.inline_rows)), time.perf_counter()
-        )
-        rows = sum(item.feeds.rows for item in batch)
+        batch, rows = self._take(min(self.policy.max_batch_size, self.inline_rows))
+        self._start(batch, rows, time.perf_counter())
         try:
             output = self._call([item.feeds for item in batch], rows)
         except Exception as exc:
@@ -260,9 +259,8 @@ class MicroBatcher:
         finally:
             self._end()
 
-    async def _run(self, batch: list[_Pending]) -> None:
+    async def _run(self, batch: list[_Pending], rows: int) -> None:
         """Run one batch in the pool and hand each request its own rows of the outputs."""
-        rows = sum(item.feeds.rows for item in batch)
         try:
             output = await self._execute(partial(self._call, [item.feeds for item in batch], rows))
         except asyncio.CancelledError:
