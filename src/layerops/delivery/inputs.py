@@ -97,10 +97,10 @@ class InputValidator:
     # Each returns None at the first sign of a problem; the full path then finds and reports it.
 
     def _numeric_records(self, records: list[Any]) -> Feeds | None:
-        names = self._numeric_names
+        names, getter = self._numeric_names, self._row_getter
+        assert getter is not None  # set with _numeric_names
         try:
-            assert self._row_getter is not None
-            table = list(map(self._row_getter, records))
+            table = list(map(getter, records))
         except (KeyError, TypeError):  # a missing field, or a row that is not an object
             return None
         if self.extra == "forbid" and any(len(record) != len(names) for record in records):

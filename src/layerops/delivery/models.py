@@ -19,7 +19,7 @@ import numpy as np
 
 from layerops.bundle import BundleMetadata, ModelBundle
 from layerops.delivery.engines import Engine, build_engine, parity_error, reference_feeds
-from layerops.delivery.feeds import Feeds
+from layerops.delivery.feeds import Columns, Feeds
 from layerops.delivery.inputs import InputValidator
 from layerops.delivery.settings import ModelRef, ServeSettings
 from layerops.errors import BundleError, InputError, ModelNotReadyError, NotFoundError
@@ -104,14 +104,17 @@ class ModelLoader:
                 raise BundleError(
                     f"{name} v{entry.version}: reference rows differ from training by {error:.2e}"
                 )
-        warm = self._settings.warm_rows
-        if warm and bundle.metadata.reference_rows:
-            columns = reference_feeds(bundle, engine, warm).columns
-            first = {name: values[:1] for name, values in columns.items()}
-            for _ in range(3):
-                engine.predict_columns(first)
-                engine.predict_columns(columns)
-        inline_rows = self._inline_rows(name, engine, bundle)
+        inline_rows = 0
+        if bundle.metadata.reference_rows:
+            reference = reference_feeds(bundle, engine).columns
+            first = {key: values[:1] for key, values in reference.items()}
+            warm = self._settings.warm_rows
+            if warm:
+                columns = {key: values[:warm] for key, values in reference.items()}
+                for _ in range(3):
+                    engine.predict_columns(first)
+                    engine.predict_columns(columns)
+            inline_rows = self._inline_rows(name, engine, bundle, first)
         validator = InputValidator(
             bundle.metadata,
             extra=self._settings.extra_fields,
@@ -131,19 +134,18 @@ class ModelLoader:
             inline_rows=inline_rows,
         )
 
-    def _inline_rows(self, name: str, engine: Engine, bundle: ModelBundle) -> int:
+    def _inline_rows(self, name: str, engine: Engine, bundle: ModelBundle, one: Columns) -> int:
         """How many rows one engine call may take and still fit the event loop's budget.
 
-        Times calls on one row and on a full batch (`max_batch_size` rows, the reference rows
-        repeated) and interpolates: a scikit-learn forest costs milliseconds for one row and
-        little more per extra row, ONNX Runtime microseconds for one row and a few per extra row.
-        0 when the budget is off, there are no reference rows to time, or one row is over budget.
+        Times calls on one reference row (`one`) and on a full batch (`max_batch_size` distinct
+        rows from `timing_feeds`) and interpolates: a scikit-learn forest costs milliseconds for
+        one row and little more per extra row, ONNX Runtime microseconds for one row and a few per
+        extra row. 0 when the budget is off or one row is over budget.
         """
         budget = self._settings.inline_budget_ms / 1000.0
-        if budget <= 0 or not bundle.metadata.reference_rows:
+        if budget <= 0:
             return 0
         size = self._settings.batching_for(name).max_batch_size
-        one = {key: values[:1] for key, values in reference_feeds(bundle, engine).columns.items()}
         single = _median_call_seconds(engine, one)
         if single > budget:
             return 0
