@@ -39,6 +39,13 @@ but prometheus_client then drops the `_sum` series, and with it the mean predict
 """
 
 
+_VERSION_LABELS = ("model", "version")
+_REQUEST_LABELS = (*_VERSION_LABELS, "route", "status")
+_DURATION_LABELS = (*_VERSION_LABELS, "route")
+_CLASS_LABELS = (*_VERSION_LABELS, "class")
+"""Label names of the per-version series (dropped together when a version is retired)."""
+
+
 class Metrics:
     """The server's Prometheus series; each instance owns an independent registry."""
 
@@ -50,26 +57,26 @@ class Metrics:
         self.requests = Counter(
             "layerops_requests_total",
             "HTTP requests by model, version, route template and status.",
-            ["model", "version", "route", "status"],
+            _REQUEST_LABELS,
             registry=r,
         )
         self.request_duration = Histogram(
             "layerops_request_duration_seconds",
             "HTTP request duration in seconds, until the response body is sent.",
-            ["model", "version", "route"],
+            _DURATION_LABELS,
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.predictions = Counter(
             "layerops_predictions_total",
             "Predicted classes of classification models.",
-            ["model", "version", "class"],
+            _CLASS_LABELS,
             registry=r,
         )
         self.prediction_value = Histogram(
             "layerops_prediction_value",
             "Predicted values of regression models.",
-            ["model", "version"],
+            _VERSION_LABELS,
             buckets=value_buckets,
             registry=r,
         )
@@ -94,14 +101,14 @@ class Metrics:
         self.batch_size = Histogram(
             "layerops_batch_size",
             "Rows per engine call (micro-batches; 1 per single-row request when batching is off).",
-            ["model", "version"],
+            _VERSION_LABELS,
             buckets=BATCH_SIZE_BUCKETS,
             registry=r,
         )
         self.batch_queue_wait = Histogram(
             "layerops_batch_queue_wait_seconds",
             "Seconds each request waited in its model's batch queue before its engine call started.",
-            ["model", "version"],
+            _VERSION_LABELS,
             buckets=QUEUE_WAIT_BUCKETS,
             registry=r,
         )
@@ -111,12 +118,12 @@ class Metrics:
         self._retired: dict[tuple[str, str], float] = {}  # (model, version) → when it stopped being served
         self._retire_after = retire_after_seconds
         self._per_version: list[tuple[Counter | Histogram, tuple[str, ...]]] = [
-            (self.requests, ("model", "version", "route", "status")),
-            (self.request_duration, ("model", "version", "route")),
-            (self.predictions, ("model", "version", "class")),
-            (self.prediction_value, ("model", "version")),
-            (self.batch_size, ("model", "version")),
-            (self.batch_queue_wait, ("model", "version")),
+            (self.requests, _REQUEST_LABELS),
+            (self.request_duration, _DURATION_LABELS),
+            (self.predictions, _CLASS_LABELS),
+            (self.prediction_value, _VERSION_LABELS),
+            (self.batch_size, _VERSION_LABELS),
+            (self.batch_queue_wait, _VERSION_LABELS),
         ]
 
     def observe_request(self, model: str, version: str, route: str, status: int, seconds: float) -> None:
