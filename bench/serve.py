@@ -50,6 +50,7 @@ from typing import Any
 
 import pandas as pd
 import psutil
+from train_overhead import SPEC  # the same one-forest spec (bench/ is this script's path)
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -77,18 +78,6 @@ done = function(summary, latency, requests)
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.mean,
     e.connect, e.read, e.write, e.status, e.timeout))
 end
-"""
-
-SPEC = """
-name: {name}
-data: {{path: {data}}}
-target: label
-task: classification
-cleaning: {{outliers: {{method: none}}, collinearity_threshold: null, drop_duplicates: true}}
-candidates:
-  - name: random_forest
-    params: {{n_estimators: {trees}, max_depth: {depth}, min_samples_leaf: 1}}
-selection: {{metric: accuracy}}
 """
 
 

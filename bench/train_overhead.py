@@ -56,7 +56,7 @@ BARE = textwrap.dedent(
 )
 
 SPEC = """
-name: bench_forest
+name: {name}
 data: {{path: {data}}}
 target: label
 task: classification
@@ -90,7 +90,7 @@ def main() -> None:
         data = folder / "data.csv"
         synthetic_classification(args.rows, features=20, seed=0).to_csv(data, index=False)
         spec = folder / "spec.yaml"
-        spec.write_text(SPEC.format(data=data, trees=args.trees, depth=args.depth))
+        spec.write_text(SPEC.format(name="bench_forest", data=data, trees=args.trees, depth=args.depth))
         bare = folder / "bare.py"
         bare.write_text(BARE)
         bin_dir = Path(sys.executable).parent
