@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from layerops.bundle import BundleMetadata, FeatureSchema, Lineage
 from layerops.datasets import iris, shipping
 from layerops.delivery.app import create_app
 from layerops.delivery.settings import ServeSettings
@@ -42,6 +43,19 @@ SHIPPING_ROWS = [
     SHIPPING_ROW,
     {**SHIPPING_ROW, "weight": 12.0, "origin": "south", "service_level": "economy"},
 ]
+
+
+def schema_metadata(name: str, target: str, features: list[FeatureSchema]) -> BundleMetadata:
+    """Metadata of a regression model with these input features (for validator and feed tests)."""
+    return BundleMetadata(
+        name=name,
+        task="regression",
+        target=target,
+        features=features,
+        candidate="linear",
+        lineage=Lineage(dataset_sha256="0", spec_sha256="0", seed=0),
+        created_at="2026-11-24T00:00:00+00:00",
+    )
 
 
 def train_demo_models(

@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from layerops.bundle import BundleMetadata, FeatureSchema, Lineage
+from layerops.bundle import BundleMetadata, FeatureSchema
 from layerops.bundle.onnx_io import onnx_feeds
 from layerops.delivery.engines import EngineOutput, NativeEngine
 from layerops.delivery.feeds import FeedLayout, merge
@@ -18,7 +18,7 @@ from layerops.delivery.inputs import InputValidator
 from layerops.delivery.settings import ServeSettings
 from layerops.errors import InputError
 from layerops.repository.factory import open_repository
-from tests.delivery.conftest import IRIS_ROWS, SHIPPING_ROWS
+from tests.delivery.conftest import IRIS_ROWS, SHIPPING_ROWS, schema_metadata
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,10 @@ class FakeSession:
 
 
 def _metadata() -> BundleMetadata:
-    return BundleMetadata(
-        name="parcel",
-        task="regression",
-        target="cost",
-        features=[
+    return schema_metadata(
+        "parcel",
+        "cost",
+        [
             FeatureSchema(name="weight", dtype="float"),
             FeatureSchema(name="items", dtype="int", required=False),
             FeatureSchema(name="fragile", dtype="bool"),
@@ -52,9 +51,6 @@ def _metadata() -> BundleMetadata:
             FeatureSchema(name="note", dtype="category", required=False),
             FeatureSchema(name="unused", dtype="float", required=False),
         ],
-        candidate="linear",
-        lineage=Lineage(dataset_sha256="0", spec_sha256="0", seed=0),
-        created_at="2026-11-24T00:00:00+00:00",
     )
 
 
@@ -143,18 +139,14 @@ def test_the_native_engine_takes_the_same_columns(serve_settings: ServeSettings)
 
 
 def _numeric_metadata() -> BundleMetadata:
-    return BundleMetadata(
-        name="sensor",
-        task="regression",
-        target="load",
-        features=[
+    return schema_metadata(
+        "sensor",
+        "load",
+        [
             FeatureSchema(name="temperature", dtype="float"),
             FeatureSchema(name="count", dtype="int"),
             FeatureSchema(name="pressure", dtype="float", required=False),
         ],
-        candidate="linear",
-        lineage=Lineage(dataset_sha256="0", spec_sha256="0", seed=0),
-        created_at="2026-11-24T00:00:00+00:00",
     )
 
 

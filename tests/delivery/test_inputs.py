@@ -8,26 +8,23 @@ from typing import Any
 import numpy as np
 import pytest
 
-from layerops.bundle import BundleMetadata, FeatureSchema, Lineage
+from layerops.bundle import BundleMetadata, FeatureSchema
 from layerops.delivery.inputs import InputValidator
 from layerops.errors import InputError
+from tests.delivery.conftest import schema_metadata
 
 
 def _metadata() -> BundleMetadata:
-    return BundleMetadata(
-        name="parcel",
-        task="regression",
-        target="cost",
-        features=[
+    return schema_metadata(
+        "parcel",
+        "cost",
+        [
             FeatureSchema(name="weight", dtype="float", min=0.1, max=40.0),
             FeatureSchema(name="items", dtype="int"),
             FeatureSchema(name="fragile", dtype="bool"),
             FeatureSchema(name="service", dtype="category", categories=["economy", "express"]),
             FeatureSchema(name="note_len", dtype="float", required=False),
         ],
-        candidate="linear",
-        lineage=Lineage(dataset_sha256="0", spec_sha256="0", seed=0),
-        created_at="2026-11-24T00:00:00+00:00",
     )
 
 
