@@ -81,6 +81,9 @@ class ServeSettings(Settings):
     insecure_no_auth: bool = False
     """Allow serving on a non-loopback address without any API key (not recommended)."""
     request_timeout_seconds: float = Field(default=30.0, gt=0)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """Longest a connection may take to send a request's headers (from connecting, or from the
+    first byte of a request on a kept-alive connection); slower connections are closed."""
     model_timeouts: dict[str, float] = Field(default_factory=dict)
     """Per-model timeout overrides in seconds, e.g. `{"shipping": 5}`."""
     max_body_bytes: int = Field(default=10 * 2**20, gt=0)
