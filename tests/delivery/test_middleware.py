@@ -344,11 +344,19 @@ def test_metrics_open_only_when_public(metrics_public: bool, status: int) -> Non
         assert client.get("/metrics", headers={"X-API-Key": USER_KEY}).status_code == 200
 
 
-def test_empty_key_store_disables_auth() -> None:
+def test_an_empty_key_store_opens_nothing_unless_anonymous_is_explicit() -> None:
     store = KeyStore.from_sources([], None, [], None)
     assert not store.enabled
     with TestClient(build_app((ApiKeyMiddleware, auth_options(store=store)))) as client:
+        assert client.get("/admin/reload").status_code == 401
+        assert client.get("/admin/reload", headers={"X-API-Key": "anything"}).status_code == 401
+    with TestClient(build_app((ApiKeyMiddleware, {**auth_options(store=store), "anonymous": True}))) as client:
         assert client.get("/admin/reload").status_code == 200
+
+
+def test_anonymous_mode_and_keys_exclude_each_other() -> None:
+    with pytest.raises(ValueError, match="exclude"):
+        ApiKeyMiddleware(build_app(), **{**auth_options(), "anonymous": True})
 
 
 def test_admin_prefix_matches_segments_only() -> None:

@@ -33,10 +33,11 @@ def _second_iris(home: Path, data: str = "iris.csv", repository: ModelRepository
     return version.version
 
 
-def _client(home: Path) -> TestClient:
+def _client(home: Path, **options: object) -> TestClient:
     settings = ServeSettings(
         home=home,
         models=["iris@production"],
+        **options,
         api_keys=[USER_KEY],
         admin_api_keys=[ADMIN_KEY],
         reload_interval_seconds=0,
@@ -49,7 +50,7 @@ def _client(home: Path) -> TestClient:
 def test_reload_swaps_in_the_promoted_version(tmp_path: Path) -> None:
     home = tmp_path / "home"
     v2 = _second_iris(home)
-    with _client(home) as client:
+    with _client(home, on_demand_versions=["iris@1"]) as client:
         assert client.post("/models/iris/predict", json=IRIS_ROW).json()["version"] == 1
         from layerops.repository.factory import open_repository
 

@@ -19,8 +19,11 @@ import anyio
 import anyio.to_thread
 from fastapi import FastAPI
 from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import Scope
 
 from layerops import __version__
+from layerops.delivery.error_boundary import ErrorBoundaryMiddleware
 from layerops.delivery.fast_lane import PredictFastLane
 from layerops.delivery.http_errors import install_error_handlers
 from layerops.delivery.metrics import Metrics, MetricsMiddleware
@@ -37,7 +40,7 @@ from layerops.delivery.reload import Reloader
 from layerops.delivery.routes import health, native, v2
 from layerops.delivery.routes import mlflow as mlflow_scoring
 from layerops.delivery.service import InferenceService, Prediction
-from layerops.delivery.settings import ServeSettings
+from layerops.delivery.settings import ServeSettings, is_loopback
 from layerops.errors import LayeropsError
 from layerops.repository.api import ModelRepository
 
@@ -76,16 +79,47 @@ def _return_free_memory() -> None:
         pass
 
 
-def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
-    """A ready-to-run ASGI app serving the models `settings` names from `repository`."""
+def key_store(settings: ServeSettings) -> tuple[KeyStore, bool]:
+    """The API keys of the server, and whether it runs in the explicit no-auth mode.
+
+    A key source that is configured but holds no key (an empty or all-comment key file) is a
+    mistake that would silently open the server: it refuses to start. With no source at all the
+    server is open only on a loopback address or with `LAYEROPS_INSECURE_NO_AUTH=true`.
+    """
     keys = KeyStore.from_sources(
         settings.api_keys, settings.api_key_file, settings.admin_api_keys, settings.admin_api_key_file
     )
+    sources = {
+        "LAYEROPS_API_KEYS": bool(settings.api_keys),
+        "LAYEROPS_API_KEY_FILE": settings.api_key_file is not None,
+        "LAYEROPS_ADMIN_API_KEYS": bool(settings.admin_api_keys),
+        "LAYEROPS_ADMIN_API_KEY_FILE": settings.admin_api_key_file is not None,
+    }
+    configured = [name for name, present in sources.items() if present]
+    if keys.enabled:
+        return keys, False
+    if configured:
+        raise LayeropsError(
+            f"{' and '.join(configured)} hold no API key: refusing to serve without authentication; "
+            "add a key digest (`layerops keys new`) or unset them"
+        )
+    if not (settings.insecure_no_auth or is_loopback(settings.host)):
+        raise LayeropsError(
+            f"refusing to serve on {settings.host} without API keys: set LAYEROPS_API_KEYS or "
+            "LAYEROPS_API_KEY_FILE (or LAYEROPS_INSECURE_NO_AUTH=true)"
+        )
+    log.warning("serving without authentication: no API key is configured (host %s)", settings.host)
+    return keys, True
+
+
+def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
+    """A ready-to-run ASGI app serving the models `settings` names from `repository`."""
+    keys, anonymous = key_store(settings)
     # A retired version's series stay until its last requests have surely finished and been scraped.
     metrics = Metrics(retire_after_seconds=max(60.0, 2 * settings.request_timeout_seconds))
     loader = ModelLoader(repository, settings)
     refs = settings.model_refs()
-    registry = ModelRegistry(refs or loader.discover())
+    registry = ModelRegistry(refs or loader.discover(), pinned_cache=settings.pinned_cache_size)
     if not registry.refs:
         raise LayeropsError(
             "no models to serve: none has a 'production' alias; promote one or pass --model NAME@ALIAS"
@@ -165,8 +199,11 @@ def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    # Added innermost first: a request passes metrics → request id → access log → auth →
-    # body limit → timeout → the predict fast lane (its own path only) → routes.
+    def routable(scope: Scope) -> bool:  # read at call time: reloads add documented routes
+        return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
+
+    # Added innermost first: a request passes metrics → request id → access log → error
+    # boundary → auth → body limit → timeout → the predict fast lane (its own path only) → routes.
     predict_route = next(r for r in native_router.routes if getattr(r, "path", None) == native.PREDICT_PATH)
     app.add_middleware(PredictFastLane, service=service, route=predict_route)
     app.add_middleware(
@@ -179,7 +216,10 @@ def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
         public_paths=PUBLIC_PATHS | (DOCS_PATHS if settings.docs_public else frozenset()),
         admin_prefixes=ADMIN_PREFIXES,
         metrics_public=settings.metrics_public,
+        anonymous=anonymous,
+        routable=routable,
     )
+    app.add_middleware(ErrorBoundaryMiddleware)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -20,8 +20,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from layerops.delivery.http_errors import domain_error_response
-from layerops.delivery.middleware import request_state, route_path
+from layerops.delivery.http_errors import domain_error_response, route_path
+from layerops.delivery.middleware import request_state
 from layerops.delivery.routes.native import predict_body
 from layerops.delivery.service import InferenceService
 from layerops.errors import LayeropsError

@@ -6,7 +6,9 @@ Every error response has the body `{"error": {"type", "message", "details"?}}`.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from typing import Any, ParamSpec
 
 import orjson
@@ -14,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Scope
 
 from layerops.delivery.engines import EngineError
 from layerops.errors import (
@@ -31,7 +34,12 @@ class MalformedBodyError(LayeropsError):
     """The request body is not valid JSON (or not the JSON shape the route takes)."""
 
 
+class UnsupportedMediaTypeError(MalformedBodyError):
+    """The body is of a media type the route does not take (415)."""
+
+
 _TABLE: list[tuple[type[LayeropsError], int, str]] = [
+    (UnsupportedMediaTypeError, 415, "unsupported_media_type"),
     (MalformedBodyError, 400, "malformed_body"),
     (InputError, 422, "invalid_input"),
     (NotFoundError, 404, "not_found"),
@@ -52,28 +60,116 @@ def status_of(exc: LayeropsError) -> tuple[int, str]:
     return 500, "internal_error"  # unreachable: LayeropsError is the last row
 
 
+class Transport(StrEnum):
+    """The protocol a path belongs to; each speaks its own error body."""
+
+    NATIVE = "native"
+    """`{"error": {"type", "message", "details"?}}`"""
+    V2 = "v2"
+    """The Open Inference Protocol's `{"error": "<message>"}`."""
+    MLFLOW = "mlflow"
+    """MLflow's scoring server's `{"error_code", "message"}`."""
+
+
+MLFLOW_PATHS = frozenset({"/invocations", "/ping", "/health", "/version"})
+"""The paths of MLflow's scoring protocol."""
+
+# MLflow's error codes (databricks_pb2.ErrorCode) by status.
+_MLFLOW_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    405: "ENDPOINT_NOT_FOUND",
+    413: "REQUEST_LIMIT_EXCEEDED",
+    415: "BAD_REQUEST",
+    503: "TEMPORARILY_UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def transport_of(path: str) -> Transport:
+    """The protocol of a request path (relative to the app): `/v2...`, MLflow's paths, or native."""
+    if path == "/v2" or path.startswith("/v2/"):
+        return Transport.V2
+    if path in MLFLOW_PATHS:
+        return Transport.MLFLOW
+    return Transport.NATIVE
+
+
 def error_response(
     status: int,
     kind: str,
     message: str,
     details: list[Any] | None = None,
     headers: dict[str, str] | None = None,
+    *,
+    transport: Transport = Transport.NATIVE,
 ) -> Response:
-    """A JSON error response with the standard body."""
-    error: dict[str, Any] = {"type": kind, "message": message}
-    if details:
-        error["details"] = details
-    return Response(
-        orjson.dumps({"error": error}), status_code=status, media_type="application/json", headers=headers
-    )
+    """A JSON error response in `transport`'s error body.
+
+    V2 and MLflow answer invalid input with 400 (their protocols have no 422); 503s carry
+    `Retry-After` in every protocol.
+    """
+    body: dict[str, Any]
+    if transport is Transport.NATIVE:
+        error: dict[str, Any] = {"type": kind, "message": message}
+        if details:
+            error["details"] = details
+        body = {"error": error}
+    else:
+        status = 400 if status == 422 else status
+        if transport is Transport.V2:
+            body = {"error": message}
+        else:
+            body = {"error_code": _MLFLOW_CODES.get(status, "INTERNAL_ERROR"), "message": message}
+    if status == 503:
+        headers = {"Retry-After": "1", **(headers or {})}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def domain_error_response(exc: LayeropsError) -> Response:
-    """The standard error response of a domain error (503s carry `Retry-After`)."""
+def scope_error_response(
+    scope: Scope,
+    status: int,
+    kind: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """`error_response` in the error body of the protocol the request's path belongs to."""
+    return error_response(status, kind, message, headers=headers, transport=transport_of(route_path(scope)))
+
+
+def route_path(scope: Scope) -> str:
+    """The request path relative to the app (`root_path` removed), without the query string."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :] or "/"
+    return path
+
+
+def domain_error_response(exc: LayeropsError, transport: Transport = Transport.NATIVE) -> Response:
+    """The error response of a domain error; a server-side failure's text has its paths redacted."""
     status, kind = status_of(exc)
     details = exc.problems if isinstance(exc, InputError) else None
-    headers = {"Retry-After": "1"} if status == 503 else None
-    return error_response(status, kind, str(exc), details, headers)
+    message = redact_paths(str(exc)) if status >= 500 else str(exc)
+    return error_response(status, kind, message, details, transport=transport)
+
+
+_PATHS = re.compile(
+    r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"<>]*"""  # URIs: file:///..., sqlite:///..., s3://bucket/...
+    r"""|(?<![\w.~/])/(?:[^\s/'"<>:]+/)+[^\s/'"<>:,)]*"""  # absolute paths of two or more parts
+    r"""|[A-Za-z]:\\[^\s'"<>]*"""  # Windows paths
+)
+
+
+def redact_paths(text: str) -> str:
+    """`text` with file paths and URIs replaced by `<path>` (for what the public sees).
+
+    Server-side failures (a bundle that cannot be read, a registry that cannot be reached) name
+    files and storage locations; those stay in the server log and the admin view.
+    """
+    return _PATHS.sub("<path>", text)
 
 
 def parse_json(body: bytes) -> Any:
@@ -90,9 +186,13 @@ P = ParamSpec("P")
 
 
 def answer_errors_with(
-    formatter: Callable[[LayeropsError], Response],
+    transport: Transport,
 ) -> Callable[[Callable[P, Awaitable[Response]]], Callable[P, Awaitable[Response]]]:
-    """Decorate a handler so its domain errors get a protocol's own error body (V2, MLflow)."""
+    """Decorate a handler so its domain errors get a protocol's own error body (V2, MLflow).
+
+    The exception handlers would give the same answer; answering here skips raising through the
+    framework's exception middleware on the hot path.
+    """
 
     def decorate(handler: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
         @functools.wraps(handler)
@@ -100,7 +200,7 @@ def answer_errors_with(
             try:
                 return await handler(*args, **kwargs)
             except LayeropsError as exc:
-                return formatter(exc)
+                return domain_error_response(exc, transport)
 
         return wrapper
 
@@ -112,7 +212,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def domain(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LayeropsError)
-        return domain_error_response(exc)
+        return domain_error_response(exc, transport_of(route_path(request.scope)))
 
     async def validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -124,12 +224,17 @@ def install_error_handlers(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         first = details[0] if details else {"field": "", "message": "invalid request"}
-        return error_response(422, "invalid_input", f"{first['field']}: {first['message']}", details)
+        message = f"{first['field']}: {first['message']}"
+        return error_response(
+            422, "invalid_input", message, details, transport=transport_of(route_path(request.scope))
+        )
 
     async def http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, kind, str(exc.detail), headers=dict(exc.headers or {}))
+        return scope_error_response(
+            request.scope, exc.status_code, kind, str(exc.detail), headers=dict(exc.headers or {})
+        )
 
     app.add_exception_handler(LayeropsError, domain)
     app.add_exception_handler(RequestValidationError, validation)

@@ -16,7 +16,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,9 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from layerops.delivery.http_errors import error_response
+from layerops.delivery.http_errors import route_path, scope_error_response
 from layerops.errors import LayeropsError
+from layerops.numbers import parse_natural
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _DIGEST = re.compile(r"[0-9a-fA-F]{64}")
@@ -37,15 +38,6 @@ def request_state(scope: Scope) -> dict[str, Any]:
     """The request's `state` dict (what `request.state` reads and writes), created if missing."""
     state: dict[str, Any] = scope.setdefault("state", {})
     return state
-
-
-def route_path(scope: Scope) -> str:
-    """The request path relative to the app (`root_path` removed), without the query string."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
-        return path[len(root) :] or "/"
-    return path
 
 
 def route_template(scope: Scope) -> str | None:
@@ -158,7 +150,8 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
+        length = parse_natural(declared.strip()) if declared is not None else None
+        if length is not None and length > self.max_bytes:
             await self._too_large(scope, receive, send)
             return
         received = 0
@@ -197,7 +190,9 @@ class BodySizeLimitMiddleware:
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"the request body exceeds the limit of {self.max_bytes} bytes"
-        response = error_response(413, "payload_too_large", message, headers={"Connection": "close"})
+        response = scope_error_response(
+            scope, 413, "payload_too_large", message, headers={"Connection": "close"}
+        )
         await response(scope, receive, send)
 
 
@@ -239,7 +234,7 @@ class KeyStore:
 
     @property
     def enabled(self) -> bool:
-        """Whether any key is configured; an empty store disables authentication."""
+        """Whether any key is configured (an empty store lets no request in that needs a key)."""
         return bool(self._user or self._admin)
 
     def check(self, key: str | bytes) -> Role | None:
@@ -298,7 +293,13 @@ def _presented_key(scope: Scope) -> bytes | None:
 
 
 class ApiKeyMiddleware:
-    """401 without a valid key, 403 for a user key on admin paths; sets `state.auth_role`."""
+    """401 without a valid key, 403 for a user key on admin paths; sets `state.auth_role`.
+
+    Authentication is off only when `anonymous` says so (the server's explicit no-auth mode); an
+    empty key store without it refuses every request that needs a key. A request that matches no
+    route (`routable` says so) goes on to the router for its 404/405 instead: nothing would run,
+    so there is nothing to protect, and `TRACE /admin/reload` is a 405 whatever the key.
+    """
 
     def __init__(
         self,
@@ -309,9 +310,15 @@ class ApiKeyMiddleware:
         admin_prefixes: tuple[str, ...],
         metrics_public: bool,
         metrics_path: str = "/metrics",
+        anonymous: bool = False,
+        routable: Callable[[Scope], bool] | None = None,
     ) -> None:
+        if anonymous and keys.enabled:
+            raise ValueError("anonymous access and API keys exclude each other")
         self.app = app
         self.keys = keys
+        self.anonymous = anonymous
+        self.routable = routable
         self.open_paths = (public_paths | {metrics_path}) if metrics_public else public_paths
         self.admin_prefixes = tuple(p.rstrip("/") for p in admin_prefixes)
 
@@ -320,7 +327,7 @@ class ApiKeyMiddleware:
         return any(path == p or path.startswith(p + "/") for p in self.admin_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys.enabled:
+        if scope["type"] != "http" or self.anonymous:
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
@@ -329,13 +336,19 @@ class ApiKeyMiddleware:
             return
         presented = _presented_key(scope)
         role = self.keys.check(presented) if presented is not None else None
+        refused = role is None or (role is Role.USER and self.is_admin_path(path))
+        if refused and self.routable is not None and not self.routable(scope):
+            await self.app(scope, receive, send)  # the router answers 404 or 405
+            return
         if role is None:
             message = _MISSING_KEY if presented is None else "invalid API key"
-            response = error_response(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+            response = scope_error_response(
+                scope, 401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"}
+            )
             await response(scope, receive, send)
             return
-        if role is Role.USER and self.is_admin_path(path):
-            response = error_response(403, "forbidden", "this API key may not call admin routes")
+        if refused:
+            response = scope_error_response(scope, 403, "forbidden", "this API key may not call admin routes")
             await response(scope, receive, send)
             return
         request_state(scope)["auth_role"] = role.value
@@ -391,4 +404,4 @@ class TimeoutMiddleware:
             if started or not deadline.expired():
                 raise  # the app's own TimeoutError, or one we cannot answer any more
             message = f"the request did not complete within {seconds:g} s"
-            await error_response(504, "timeout", message)(scope, receive, send)
+            await scope_error_response(scope, 504, "timeout", message)(scope, receive, send)

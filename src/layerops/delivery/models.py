@@ -22,10 +22,12 @@ from layerops.delivery.engines import Engine, build_engine, parity_error, refere
 from layerops.delivery.feeds import Columns, Feeds
 from layerops.delivery.inputs import InputValidator
 from layerops.delivery.settings import ModelRef, ServeSettings
-from layerops.errors import BundleError, InputError, ModelNotReadyError, NotFoundError
+from layerops.errors import BundleError, InputError, LayeropsError, ModelNotReadyError, NotFoundError
+from layerops.numbers import is_natural, parse_natural
 from layerops.repository.api import ModelRepository
 
-_PINNED_CACHE = 4
+FAILED_LOAD_SECONDS = 10.0
+"""How long a failed on-demand load is remembered (answered again without a new download)."""
 NATIVE_CHECK_TOLERANCE = 1e-9
 INLINE_TIMING_CALLS = 5
 
@@ -54,7 +56,7 @@ class ServedModel:
         return {
             "name": self.name,
             "version": self.version,
-            "alias": None if self.ref.isdigit() else self.ref,
+            "alias": None if is_natural(self.ref) else self.ref,
             "aliases": list(self.aliases),
             "task": self.metadata.task,
             "engine": self.engine.name,
@@ -70,8 +72,9 @@ class ModelLoader:
 
     def resolve(self, name: str, ref: str) -> int:
         """The version number `ref` (alias or number) names now."""
-        if ref.isdigit():
-            return self._repository.get_version(name, int(ref)).version
+        number = parse_natural(ref)
+        if number is not None:
+            return self._repository.get_version(name, number).version
         return self._repository.resolve_alias(name, ref).version
 
     def load(self, name: str, ref: str, *, version: int | None = None) -> ServedModel:
@@ -80,8 +83,8 @@ class ModelLoader:
         Raises a `LayeropsError` naming the model and the reason.
         """
         start = time.perf_counter()
-        if version is None and ref.isdigit():
-            version = int(ref)
+        if version is None:
+            version = parse_natural(ref)
         entry = (
             self._repository.get_version(name, version)
             if version is not None
@@ -157,6 +160,10 @@ class ModelLoader:
             return size
         return min(size, 1 + int((budget - single) / per_extra_row))
 
+    def allows_on_demand(self, name: str, version: int) -> bool:
+        """Whether version `version` of `name` may be loaded because a request asked for it."""
+        return self._settings.allows_on_demand(name, version)
+
     def discover(self) -> list[ModelRef]:
         """Every registered model that has a `production` alias."""
         return [
@@ -169,13 +176,16 @@ class ModelLoader:
 class ModelRegistry:
     """The models a server answers with: one current version per name, plus pinned versions."""
 
-    def __init__(self, refs: list[ModelRef]) -> None:
+    def __init__(self, refs: list[ModelRef], *, pinned_cache: int = 4) -> None:
         self.refs = {ref.name: ref for ref in refs}
         self._current: dict[str, ServedModel] = {}
         self._pinned: OrderedDict[tuple[str, int], ServedModel] = OrderedDict()
+        self._pinned_cache = pinned_cache
+        self._failed_loads: dict[tuple[str, int], tuple[float, type[LayeropsError], str]] = {}
+        self._loading: dict[tuple[str, int], threading.Lock] = {}
         self._lock = threading.Lock()
         self.failures: dict[str, str] = {}
-        """Model name → why its last load failed (cleared by a successful load)."""
+        """Model name → why its last load or check failed (cleared by the next one that succeeds)."""
 
     def get(self, name: str) -> ServedModel:
         """The current version of `name`."""
@@ -190,21 +200,49 @@ class ModelRegistry:
         )
 
     def get_version(self, name: str, version: int, loader: ModelLoader) -> ServedModel:
-        """A specific version: the current one, a cached pinned one, or loaded now (and cached)."""
+        """A specific version: the current one, a cached pinned one, or loaded now if allowed.
+
+        Only versions the loader allows on demand are loaded (others are a `NotFoundError`); one
+        load per version at a time; a failed load is remembered for `FAILED_LOAD_SECONDS`, so a
+        broken version is not downloaded again on every request.
+        """
         current = self.get(name)
-        if current.version == version:
-            return current
+        cached = self.cached(name, version)
+        if cached is not None:
+            return cached
+        if not loader.allows_on_demand(name, version):
+            raise NotFoundError(
+                f"model '{name}' version {version} is not served here (serving version {current.version}); "
+                "other versions load on demand only where LAYEROPS_ON_DEMAND_VERSIONS allows them"
+            )
         key = (name, version)
         with self._lock:
-            pinned = self._pinned.get(key)
-            if pinned is not None:
-                self._pinned.move_to_end(key)
-                return pinned
-        model = loader.load(name, str(version))
-        with self._lock:
-            self._pinned[key] = model
-            while len(self._pinned) > _PINNED_CACHE:
-                self._pinned.popitem(last=False)
+            gate = self._loading.setdefault(key, threading.Lock())
+        with gate:  # concurrent requests for one new version: one load, the others wait for it
+            cached = self.cached(name, version)
+            if cached is not None:
+                return cached
+            failed = self._failed_loads.get(key)
+            if failed is not None and time.monotonic() - failed[0] < FAILED_LOAD_SECONDS:
+                raise failed[1](failed[2])
+            try:
+                model = loader.load(name, str(version))
+            except LayeropsError as exc:
+                now = time.monotonic()
+                with self._lock:
+                    self._loading.pop(key, None)
+                    for stale in [
+                        k for k, f in self._failed_loads.items() if now - f[0] >= FAILED_LOAD_SECONDS
+                    ]:
+                        del self._failed_loads[stale]  # unknown versions asked for must not pile up
+                    self._failed_loads[key] = (now, type(exc), str(exc))
+                raise
+            with self._lock:
+                self._failed_loads.pop(key, None)
+                self._loading.pop(key, None)
+                self._pinned[key] = model
+                while len(self._pinned) > self._pinned_cache:
+                    self._pinned.popitem(last=False)
         return model
 
     def cached(self, name: str, version: int) -> ServedModel | None:
@@ -232,6 +270,10 @@ class ModelRegistry:
     def fail(self, name: str, reason: str) -> None:
         """Record a failed load of `name` (the current version, if any, keeps serving)."""
         self.failures[name] = reason
+
+    def recovered(self, name: str) -> None:
+        """A check of `name` succeeded again: forget its last failure."""
+        self.failures.pop(name, None)
 
     def models_by_name(self) -> dict[str, ServedModel]:
         """A snapshot of the current models."""

@@ -76,6 +76,7 @@ class Reloader:
         try:
             version = self._loader.resolve(ref.name, ref.ref)
             if current is not None and version == current.version:
+                self._registry.recovered(ref.name)  # the registry answers again: readiness recovers
                 return ReloadOutcome(ref.name, "unchanged", previous, version)
             model = self._loader.load(ref.name, ref.ref, version=version)
         except LayeropsError as exc:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import NoDecode
 
 from layerops.delivery.batching import BatchPolicy
+from layerops.numbers import parse_natural
 from layerops.settings import Settings
 
 DEFAULT_ALIAS = "production"
+_ALIAS = re.compile(r"[A-Za-z0-9_-]{1,255}")
+_NAME = re.compile(r"[^/@\x00-\x1f\x7f]{1,255}")
 
 
 @dataclass(frozen=True)
@@ -26,14 +30,28 @@ class ModelRef:
     @property
     def version(self) -> int | None:
         """The pinned version number, or None when `ref` is an alias."""
-        return int(self.ref) if self.ref.isdigit() else None
+        return parse_natural(self.ref)
 
     @classmethod
     def parse(cls, text: str) -> ModelRef:
-        """`name`, `name@alias` or `name@version`; a bare name means the production alias."""
+        """`name`, `name@alias` or `name@version`; a bare name means the production alias.
+
+        A version is ASCII digits; an alias is ASCII letters, digits, `_` and `-` (what MLflow
+        takes); a name has no `/`, `@` or control character. Anything else is a `ValueError`.
+        """
         name, _, ref = text.strip().partition("@")
+        usage = "use NAME, NAME@ALIAS or NAME@VERSION"
         if not name or (ref == "" and "@" in text):
-            raise ValueError(f"bad model reference {text!r}: use NAME, NAME@ALIAS or NAME@VERSION")
+            raise ValueError(f"bad model reference {text!r}: {usage}")
+        if not _NAME.fullmatch(name):
+            raise ValueError(
+                f"bad model reference {text!r}: a model name has no '/', '@' or control character"
+            )
+        if ref and not (parse_natural(ref) is not None or _ALIAS.fullmatch(ref)):
+            raise ValueError(
+                f"bad model reference {text!r}: a version is ASCII digits (e.g. @3) and an alias is "
+                "ASCII letters, digits, '_' and '-' (e.g. @production)"
+            )
         return cls(name, ref or DEFAULT_ALIAS)
 
     def __str__(self) -> str:
@@ -90,6 +108,12 @@ class ServeSettings(Settings):
     max_batch_rows: int = Field(default=10_000, gt=0)
     extra_fields: Literal["forbid", "ignore"] = "forbid"
     """What to do with request fields the model does not know."""
+    on_demand_versions: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Versions the `/versions/{v}` routes may load on demand besides the served ones,
+    comma-separated: `NAME@V`, `NAME@*` (every version of NAME) or `*`. Empty: only the versions
+    being served answer; any other is a 404, so no key can make the server download a version."""
+    pinned_cache_size: int = Field(default=4, ge=1, le=64)
+    """Versions loaded on demand that stay loaded (least recently used first out)."""
     reload_interval_seconds: float = Field(default=30.0, ge=0)
     """How often to poll aliases for new versions; 0 disables polling (`/admin/reload` still works)."""
     start_degraded: bool = False
@@ -122,7 +146,7 @@ class ServeSettings(Settings):
     model_batching: dict[str, BatchingOverride] = Field(default_factory=dict)
     """Per-model overrides as JSON, e.g. `{"shipping": {"max_batch_size": 16, "batching": false}}`."""
 
-    @field_validator("models", "api_keys", "admin_api_keys", mode="before")
+    @field_validator("models", "api_keys", "admin_api_keys", "on_demand_versions", mode="before")
     @classmethod
     def _comma_lists(cls, value: object) -> object:
         return _split(value)
@@ -134,15 +158,19 @@ class ServeSettings(Settings):
             ModelRef.parse(item)
         return value
 
-    @model_validator(mode="after")
-    def _refuse_open_public_server(self) -> ServeSettings:
-        has_keys = bool(self.api_keys or self.api_key_file or self.admin_api_keys or self.admin_api_key_file)
-        if not has_keys and not self.insecure_no_auth and not _is_loopback(self.host):
-            raise ValueError(
-                f"refusing to serve on {self.host} without API keys: set LAYEROPS_API_KEYS or "
-                "LAYEROPS_API_KEY_FILE (or LAYEROPS_INSECURE_NO_AUTH=true)"
-            )
-        return self
+    @field_validator("on_demand_versions")
+    @classmethod
+    def _valid_version_patterns(cls, value: list[str]) -> list[str]:
+        for item in value:
+            name, at, version = item.partition("@")
+            if item != "*" and not (name and at and (version == "*" or parse_natural(version) is not None)):
+                raise ValueError(f"bad on-demand version {item!r}: use NAME@VERSION, NAME@* or *")
+        return value
+
+    def allows_on_demand(self, name: str, version: int) -> bool:
+        """Whether a request may make the server load version `version` of `name` on demand."""
+        allowed = set(self.on_demand_versions)
+        return bool({"*", f"{name}@*", f"{name}@{version}"} & allowed)
 
     def model_refs(self) -> list[ModelRef]:
         """The configured model references (empty: discover every `production` alias)."""
@@ -172,7 +200,8 @@ class ServeSettings(Settings):
         )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address (or `localhost`)."""
     if host == "localhost":
         return True
     try:

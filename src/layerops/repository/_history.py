@@ -13,6 +13,7 @@ import secrets
 from datetime import datetime
 
 from layerops.errors import RepositoryError
+from layerops.numbers import parse_natural
 from layerops.repository.api import AliasChange
 
 HISTORY_PREFIX = "layerops.alias_history."
@@ -22,7 +23,7 @@ MAX_REASON_CHARS = 1000
 
 def _sequence(key: str) -> int:
     head = key[len(HISTORY_PREFIX) :].split(".", 1)[0]
-    return int(head) if head.isdigit() else 0
+    return parse_natural(head) or 0
 
 
 def next_key(tags: dict[str, str]) -> str:

@@ -29,6 +29,7 @@ from layerops.errors import (
     RepositoryError,
     RepositoryUnavailableError,
 )
+from layerops.numbers import parse_natural
 from layerops.repository import _history
 from layerops.repository._boundary import probe, probe_database, quiet_mlflow_logs, redact, translated
 from layerops.repository._cache import fetch_bundle
@@ -354,10 +355,11 @@ class MlflowRepository:
 
     def load_bundle(self, name: str, ref: int | str, *, native: bool = True) -> ModelBundle:
         """Download and verify the bundle of a version number or an alias (see the protocol)."""
-        if isinstance(ref, int) or ref.isdigit():
-            version = self.get_version(name, int(ref))
+        number = ref if isinstance(ref, int) else parse_natural(ref)
+        if number is not None:
+            version = self.get_version(name, number)
         else:
-            version = self.resolve_alias(name, ref)
+            version = self.resolve_alias(name, str(ref))
         digest = version.tags.get(DIGEST_TAG)
         if not digest:
             raise BundleError(

@@ -2,32 +2,45 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio.to_thread
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from layerops.delivery.http_errors import redact_paths
 from layerops.delivery.models import ModelRegistry
 from layerops.delivery.reload import Reloader
 from layerops.delivery.routes.native import json_response
 
 
 def build_router(registry: ModelRegistry, reloader: Reloader) -> APIRouter:
-    """`/health/live`, `/health/ready` and `POST /admin/reload`."""
+    """`/health/live`, `/health/ready`, `GET /admin/status` and `POST /admin/reload`."""
     router = APIRouter()
 
     @router.get("/health/live", tags=["health"], summary="The process is up")
     async def live() -> Response:
         return json_response({"status": "alive"})
 
-    @router.get("/health/ready", tags=["health"], summary="Every configured model is loaded")
-    async def ready() -> Response:
+    def status(*, public: bool) -> tuple[dict[str, Any], int]:
         loaded = {m.name: {"version": m.version, "engine": m.engine.name} for m in registry.models()}
+        failures = dict(registry.failures)
         body = {
             "status": "ready" if registry.ready() else "not_ready",
             "models": loaded,
-            "failures": dict(registry.failures),
+            "failures": {k: redact_paths(v) for k, v in failures.items()} if public else failures,
         }
-        return json_response(body, status=200 if registry.ready() else 503)
+        return body, 200 if registry.ready() else 503
+
+    @router.get("/health/ready", tags=["health"], summary="Every configured model is loaded")
+    async def ready() -> Response:
+        body, code = status(public=True)  # public: file paths and storage URIs are redacted
+        return json_response(body, status=code)
+
+    @router.get("/admin/status", tags=["admin"], summary="Readiness with the full failure reasons")
+    async def admin_status() -> Response:
+        body, _ = status(public=False)
+        return json_response(body)
 
     @router.post("/admin/reload", tags=["admin"], summary="Check aliases now and swap in new versions")
     async def reload() -> Response:

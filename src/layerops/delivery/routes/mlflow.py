@@ -22,7 +22,14 @@ from starlette.responses import Response
 
 from layerops import __version__
 from layerops.delivery.feeds import Feeds
-from layerops.delivery.http_errors import MalformedBodyError, answer_errors_with, parse_json, status_of
+from layerops.delivery.http_errors import (
+    MalformedBodyError,
+    Transport,
+    UnsupportedMediaTypeError,
+    answer_errors_with,
+    domain_error_response,
+    parse_json,
+)
 from layerops.delivery.models import ServedModel
 from layerops.delivery.routes.native import json_response, mark
 from layerops.delivery.service import INLINE_BYTES, InferenceService
@@ -36,32 +43,18 @@ REQUIRED_INPUT_FORMAT = (
     "The input must be a JSON dictionary with exactly one of the input fields "
     "{'dataframe_split', 'dataframe_records', 'instances', 'inputs'}"
 )
-_ERROR_CODES = {
-    400: "BAD_REQUEST",
-    404: "RESOURCE_DOES_NOT_EXIST",
-    415: "BAD_REQUEST",
-    503: "TEMPORARILY_UNAVAILABLE",
-}
-
 Columns = dict[str, list[Any]]
 """Feature name → values, one per row."""
 Rows = list[Any]
 """Row objects (feature name → value)."""
 
 
-class UnsupportedMediaTypeError(MalformedBodyError):
-    """The body is neither JSON nor CSV (MLflow answers 415)."""
-
-
 def mlflow_error(exc: LayeropsError) -> Response:
     """A domain error as MLflow's error body; invalid input is a 400, as MLflow answers it."""
-    status = 415 if isinstance(exc, UnsupportedMediaTypeError) else status_of(exc)[0]
-    status = 400 if status == 422 else status
-    body = {"error_code": _ERROR_CODES.get(status, "INTERNAL_ERROR"), "message": str(exc)}
-    return json_response(body, status=status, headers={"Retry-After": "1"} if status == 503 else None)
+    return domain_error_response(exc, Transport.MLFLOW)
 
 
-_mlflow_errors = answer_errors_with(mlflow_error)
+_mlflow_errors = answer_errors_with(Transport.MLFLOW)
 
 
 def media_type(content_type: str | None) -> str:

@@ -20,11 +20,18 @@ from starlette.responses import Response
 
 from layerops import __version__
 from layerops.delivery.feeds import Feeds
-from layerops.delivery.http_errors import MalformedBodyError, answer_errors_with, parse_json, status_of
+from layerops.delivery.http_errors import (
+    MalformedBodyError,
+    Transport,
+    answer_errors_with,
+    domain_error_response,
+    parse_json,
+)
 from layerops.delivery.models import ServedModel
 from layerops.delivery.routes.native import json_response, mark
 from layerops.delivery.service import INLINE_BYTES, InferenceService, Prediction
 from layerops.errors import BundleError, InputError, LayeropsError, NotFoundError
+from layerops.numbers import parse_natural
 
 SERVER_NAME = "layerops"
 """The server name in the server metadata."""
@@ -66,22 +73,20 @@ class Tensor:
 
 def v2_error(exc: LayeropsError) -> Response:
     """A domain error as the protocol's error body (an invalid input is a 400 here, not a 422)."""
-    status, _ = status_of(exc)
-    status = 400 if status == 422 else status
-    headers = {"Retry-After": "1"} if status == 503 else None
-    return json_response({"error": str(exc)}, status=status, headers=headers)
+    return domain_error_response(exc, Transport.V2)
 
 
-_v2_errors = answer_errors_with(v2_error)
+_v2_errors = answer_errors_with(Transport.V2)
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
     """The inference request object and the binary tensor data that follows it (if any)."""
     blob = b""
     if header_length is not None:
-        if not header_length.strip().isdigit() or int(header_length) > len(body):
+        length = parse_natural(header_length.strip())
+        if length is None or length > len(body):
             raise MalformedBodyError(f"{BINARY_HEADER} must be the byte length of the JSON part of the body")
-        body, blob = body[: int(header_length)], body[int(header_length) :]
+        body, blob = body[:length], body[length:]
     request = parse_json(body)
     if not isinstance(request, dict):
         raise MalformedBodyError('the body must be an inference request object: {"inputs": [...]}')
@@ -318,9 +323,10 @@ def model_metadata(model: ServedModel) -> dict[str, Any]:
 def _version(name: str, text: str | None) -> int | None:
     if text is None:
         return None
-    if not text.isdigit():
-        raise NotFoundError(f"model '{name}' has no version '{text}'; versions are numbers")
-    return int(text)
+    number = parse_natural(text)
+    if number is None:
+        raise NotFoundError(f"model '{name}' has no version {text!r}; versions are numbers")
+    return number
 
 
 def build_router(service: InferenceService) -> APIRouter:
