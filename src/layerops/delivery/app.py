@@ -25,7 +25,7 @@ from starlette.types import Scope
 from layerops import __version__
 from layerops.delivery.error_boundary import ErrorBoundaryMiddleware
 from layerops.delivery.fast_lane import PredictFastLane
-from layerops.delivery.http_errors import install_error_handlers
+from layerops.delivery.http_errors import Transport, install_error_handlers
 from layerops.delivery.metrics import Metrics, MetricsMiddleware
 from layerops.delivery.middleware import (
     AccessLogMiddleware,
@@ -37,6 +37,7 @@ from layerops.delivery.middleware import (
 )
 from layerops.delivery.models import ModelLoader, ModelRegistry, ServedModel
 from layerops.delivery.reload import Reloader
+from layerops.delivery.responses import ALWAYS, error_responses
 from layerops.delivery.routes import health, native, v2
 from layerops.delivery.routes import mlflow as mlflow_scoring
 from layerops.delivery.service import InferenceService, Prediction
@@ -194,7 +195,12 @@ def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
     app.include_router(mlflow_scoring.build_router(service))
     app.include_router(health.build_router(registry, reloader))
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics",
+        responses=error_responses(Transport.NATIVE, *ALWAYS),
+    )
     async def prometheus() -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)

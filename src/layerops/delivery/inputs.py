@@ -43,6 +43,7 @@ class InputValidator:
         *,
         extra: Literal["forbid", "ignore"] = "forbid",
         max_rows: int = 10_000,
+        max_fields: int = 1024,
         layout: FeedLayout | None = None,
     ) -> None:
         self.features = list(metadata.features)
@@ -51,6 +52,8 @@ class InputValidator:
         self._categories = {f.name: frozenset(f.categories or ()) for f in self.features}
         self.extra = extra
         self.max_rows = max_rows
+        self.max_fields = max(max_fields, len(self.names))
+        """Most fields one row (or columns one request) may carry: bounds the work of a request."""
         self.layout = layout or FeedLayout.native(self.features)
         """The engine's input layout the feeds follow."""
         specs = self.layout.specs
@@ -103,8 +106,9 @@ class InputValidator:
             table = list(map(getter, records))
         except (KeyError, TypeError):  # a missing field, or a row that is not an object
             return None
-        if self.extra == "forbid" and any(len(record) != len(names) for record in records):
-            return None  # a field the schema lacks
+        widths = set(map(len, records))
+        if widths != {len(names)} and (self.extra == "forbid" or max(widths) > self.max_fields):
+            return None  # a field the schema lacks, or too many: the full path reports it
         return self._numeric_block(table, chain.from_iterable(table), by_row=True)
 
     def _numeric_columns(self, data: Mapping[str, Sequence[Any]]) -> Feeds | None:
@@ -113,7 +117,7 @@ class InputValidator:
             table = [data[name] for name in names]
         except KeyError:
             return None
-        if self.extra == "forbid" and len(data) != len(names):
+        if len(data) != len(names) and (self.extra == "forbid" or len(data) > self.max_fields):
             return None
         if not all(type(column) is list for column in table):
             return None
@@ -173,6 +177,7 @@ class InputValidator:
             if not isinstance(record, Mapping):
                 problems.append({"field": f"[{index}]", "message": "must be a JSON object of feature values"})
                 continue
+            self._check_width(len(record), f"row {index}" if many else "the row")
             if self.extra == "forbid":
                 for key in record:
                     if key not in self._by_name:
@@ -203,10 +208,7 @@ class InputValidator:
         if n == 0:
             raise InputError("no rows: every column is empty")
         self._check_count(n)
-        if self.extra == "forbid":
-            for key in data:
-                if key not in self._by_name:
-                    problems.append({"field": str(key), "message": self._unknown_field(str(key))})
+        problems = self._field_problems(data)
         columns: Values = {}
         for feature in self.features:
             present = feature.name in data
@@ -264,6 +266,25 @@ class InputValidator:
 
     def _unknown_field(self, key: str) -> str:
         return f"unknown field; the model takes: {', '.join(self.names)}"
+
+    def check_fields(self, names: Sequence[str]) -> None:
+        """Refuse column names before their values are read: too many, or unknown ones (`forbid`)."""
+        self._raise(self._field_problems(names))
+
+    def _field_problems(self, names: Iterable[Any]) -> list[dict[str, str]]:
+        names = list(names)
+        self._check_width(len(names), "the request")
+        if self.extra != "forbid":
+            return []
+        unknown = [str(key) for key in names if key not in self._by_name][:_MAX_REPORTED]
+        return [{"field": key, "message": self._unknown_field(key)} for key in unknown]
+
+    def _check_width(self, width: int, what: str) -> None:
+        if width > self.max_fields:
+            raise InputError(
+                f"{what} has {width} fields; the limit is {self.max_fields} (LAYEROPS_MAX_FIELDS), "
+                f"and the model takes {len(self.names)}"
+            )
 
     def _check_count(self, n: int) -> None:
         if n > self.max_rows:

@@ -122,6 +122,7 @@ class ModelLoader:
             bundle.metadata,
             extra=self._settings.extra_fields,
             max_rows=self._settings.max_batch_rows,
+            max_fields=self._settings.max_fields,
             layout=engine.layout,
         )
         return ServedModel(

@@ -94,6 +94,11 @@ class InferenceService:
         self.registry = registry
         self.loader = loader
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="layerops-inference")
+        # Decoding large bodies has its own threads, so big or hostile requests can never take
+        # every thread that model calls need.
+        self._decode_pool = ThreadPoolExecutor(
+            max_workers=max(1, threads // 2), thread_name_prefix="layerops-decode"
+        )
         self._observer = observer
         self._policy = policy or (lambda name: BatchPolicy())
         self._on_batch = on_batch
@@ -105,8 +110,11 @@ class InferenceService:
         return await asyncio.get_running_loop().run_in_executor(self._pool, partial(func, *args))
 
     async def prepare(self, inline: bool, func: Callable[[], T]) -> T:
-        """Run input decoding/validation on the loop when `inline` (small input), else in the pool."""
-        return func() if inline else await self.run(func)
+        """Run input decoding/validation on the loop when `inline` (small input), else in the
+        decode pool; a request that times out or disconnects while queued there is never run."""
+        if inline:
+            return func()
+        return await asyncio.get_running_loop().run_in_executor(self._decode_pool, func)
 
     def close(self) -> None:
         """Stop: waiting requests fail, queued pool calls are cancelled, running ones finish."""
@@ -116,6 +124,7 @@ class InferenceService:
         for batcher in batchers:
             batcher.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- models -------------------------------------------------------------------------------
 

@@ -106,6 +106,9 @@ class ServeSettings(Settings):
     """Per-model timeout overrides in seconds, e.g. `{"shipping": 5}`."""
     max_body_bytes: int = Field(default=10 * 2**20, gt=0)
     max_batch_rows: int = Field(default=10_000, gt=0)
+    max_fields: int = Field(default=1024, gt=0)
+    """Most fields (JSON keys, columns, CSV columns, V2 tensors) one request row may carry; more is
+    refused before the work that would scale with them (never below the model's own count)."""
     extra_fields: Literal["forbid", "ignore"] = "forbid"
     """What to do with request fields the model does not know."""
     on_demand_versions: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -11,6 +11,7 @@ header picks the one that answers.
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Sequence
 from functools import partial
@@ -30,7 +31,9 @@ from layerops.delivery.http_errors import (
     domain_error_response,
     parse_json,
 )
+from layerops.delivery.inputs import InputValidator
 from layerops.delivery.models import ServedModel
+from layerops.delivery.responses import error_responses
 from layerops.delivery.routes.native import json_response, mark
 from layerops.delivery.service import INLINE_BYTES, InferenceService
 from layerops.errors import LayeropsError
@@ -142,22 +145,46 @@ def _rows(records: list[Any], names: Sequence[str]) -> Rows:
     return rows
 
 
-def parse_csv(body: bytes, categorical: Sequence[str]) -> Columns:
-    """Named columns from a CSV body (a header row, then rows); empty cells are missing values."""
+def parse_csv(body: bytes, validator: InputValidator) -> Columns:
+    """Named columns from a CSV body (a header row, then rows); empty cells are missing values.
+
+    The header is checked before pandas sees the body (too many columns, or unknown ones, are
+    refused at once: pandas spends seconds per thousand columns), only the model's columns are
+    parsed, and no more than one row past the row limit is read.
+    """
     try:
-        frame = pd.read_csv(io.StringIO(body.decode("utf-8")), dtype=dict.fromkeys(categorical, str))
-    except (UnicodeDecodeError, ValueError) as exc:  # pandas' parser errors are ValueErrors
-        raise MalformedBodyError(
-            "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid CSV-formatted "
-            f"Pandas DataFrame produced using the `pandas.DataFrame.to_csv()` method. Error: '{exc}'"
-        ) from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedBodyError(f"{_CSV_HINT} Error: '{exc}'") from None
+    first_line = text.split("\n", 1)[0].rstrip("\r")
+    header = next(csv.reader([first_line]), [])
+    validator.check_fields(header)
+    known = [name for name in dict.fromkeys(header) if name in validator.names]
+    categorical = [f.name for f in validator.features if f.dtype == "category"]
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            dtype=dict.fromkeys(categorical, str),
+            usecols=known or None,
+            nrows=validator.max_rows + 1,
+        )
+    except ValueError as exc:  # pandas' parser errors are ValueErrors
+        raise MalformedBodyError(f"{_CSV_HINT} Error: '{exc}'") from None
     frame = frame.astype(object).where(frame.notna(), None)
     return {str(name): values for name, values in frame.to_dict(orient="list").items()}
 
 
+_CSV_HINT = (
+    "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid CSV-formatted "
+    "Pandas DataFrame produced using the `pandas.DataFrame.to_csv()` method."
+)
+
+
 def build_router(service: InferenceService) -> APIRouter:
     """`/ping`, `/health`, `/version` and `/invocations` over `service`."""
-    router = APIRouter(tags=["mlflow scoring protocol"])
+    router = APIRouter(
+        tags=["mlflow scoring protocol"], responses=error_responses(Transport.MLFLOW, 500, 504)
+    )
 
     async def ping() -> Response:
         status = 200 if service.registry.ready() else 503
@@ -186,8 +213,7 @@ def build_router(service: InferenceService) -> APIRouter:
 
     def feeds_of(model: ServedModel, body: bytes, media: str) -> Feeds:
         if media == "text/csv":
-            categorical = [f.name for f in model.metadata.features if f.dtype == "category"]
-            return model.validator.column_feeds(parse_csv(body, categorical))
+            return model.validator.column_feeds(parse_csv(body, model.validator))
         payload = parse_payload(parse_json(body), model.validator.names)
         if isinstance(payload, dict):
             return model.validator.column_feeds(payload)
@@ -196,6 +222,7 @@ def build_router(service: InferenceService) -> APIRouter:
     @router.post(
         "/invocations",
         summary="Predict (MLflow scoring protocol)",
+        responses=error_responses(Transport.MLFLOW, 400, 401, 404, 413, 415, 503),
         openapi_extra={
             "requestBody": {
                 "required": True,

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from layerops.delivery.http_errors import parse_json
+from layerops.delivery.http_errors import Transport, parse_json
 from layerops.delivery.middleware import request_state
 from layerops.delivery.models import ServedModel
-from layerops.delivery.service import InferenceService, Prediction
+from layerops.delivery.responses import MODEL_ROUTE, PREDICT_ROUTE, error_responses
+from layerops.delivery.service import INLINE_BYTES, InferenceService, Prediction
 
 PREDICT_PATH = "/models/{name}/predict"
 """The native predict route of a model's served version."""
@@ -43,7 +45,7 @@ async def predict_body(
     Shared by the framework route and the fast lane (`fast_lane.py`), which answers the same
     path without the router. Domain errors propagate (the caller renders them).
     """
-    payload = parse_json(body)
+    payload = await service.prepare(len(body) <= INLINE_BYTES, partial(parse_json, body))
     model = await service.resolve(name, version)
     prediction: Prediction = await service.predict_rows(model, payload)
     return json_response(prediction.as_dict(), headers=mark_state(state, prediction.model))
@@ -72,7 +74,7 @@ def describe(model: ServedModel) -> dict[str, Any]:
 
 def build_router(service: InferenceService) -> APIRouter:
     """The native routes over `service`."""
-    router = APIRouter(tags=["models"])
+    router = APIRouter(tags=["models"], responses=error_responses(Transport.NATIVE, *MODEL_ROUTE))
 
     @router.get("/models", summary="Every served model")
     async def list_models() -> Response:
@@ -94,6 +96,7 @@ def build_router(service: InferenceService) -> APIRouter:
     @router.post(
         "/models/{name}/versions/{version}/predict",
         summary="Predict with an explicit version",
+        responses=error_responses(Transport.NATIVE, *PREDICT_ROUTE),
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -135,6 +138,7 @@ def add_documented_predict_route(router_owner: Any, service: InferenceService, m
         predict,
         methods=["POST"],
         tags=["models"],
+        responses=error_responses(Transport.NATIVE, *PREDICT_ROUTE),
         **documented_predict(model),
     )
     return router_owner.routes[-1]

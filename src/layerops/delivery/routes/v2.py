@@ -9,7 +9,7 @@ Errors: `{"error": "<message>"}` with 400 (bad request), 404 (unknown model/vers
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -28,6 +28,7 @@ from layerops.delivery.http_errors import (
     parse_json,
 )
 from layerops.delivery.models import ServedModel
+from layerops.delivery.responses import MODEL_ROUTE, error_responses
 from layerops.delivery.routes.native import json_response, mark
 from layerops.delivery.service import INLINE_BYTES, InferenceService, Prediction
 from layerops.errors import BundleError, InputError, LayeropsError, NotFoundError
@@ -35,6 +36,8 @@ from layerops.numbers import parse_natural
 
 SERVER_NAME = "layerops"
 """The server name in the server metadata."""
+EXTENSIONS = ["binary_tensor_data"]
+"""Protocol extensions the server implements (Triton's binary tensor data, for inputs)."""
 BINARY_HEADER = "Inference-Header-Content-Length"
 """Triton's binary tensor data extension: the length of the JSON part of the body."""
 
@@ -95,11 +98,13 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
     return request, blob
 
 
-def read_inputs(request: dict[str, Any], blob: bytes = b"") -> list[Tensor]:
-    """The request's input tensors, their shapes and element types checked."""
+def read_inputs(request: dict[str, Any], blob: bytes = b"", *, max_inputs: int = 1024) -> list[Tensor]:
+    """The request's input tensors, their shapes and element types checked (at most `max_inputs`)."""
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise MalformedBodyError("'inputs' must be a non-empty list of tensors {name, shape, datatype, data}")
+    if len(inputs) > max_inputs:
+        raise InputError(f"{len(inputs)} input tensors; the limit is {max_inputs} (LAYEROPS_MAX_FIELDS)")
     tensors: list[Tensor] = []
     offset = 0
     for index, raw in enumerate(inputs):
@@ -331,7 +336,11 @@ def _version(name: str, text: str | None) -> int | None:
 
 def build_router(service: InferenceService) -> APIRouter:
     """The V2 routes over `service`."""
-    router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
+    router = APIRouter(
+        prefix="/v2",
+        tags=["open inference protocol (v2)"],
+        responses=error_responses(Transport.V2, *MODEL_ROUTE),
+    )
 
     @router.get("/health/live", summary="The server is live")
     async def server_live() -> Response:
@@ -344,7 +353,7 @@ def build_router(service: InferenceService) -> APIRouter:
 
     @router.get("", summary="Server metadata")
     async def server_metadata() -> Response:
-        return json_response({"name": SERVER_NAME, "version": __version__, "extensions": []})
+        return json_response({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
 
     @_v2_errors
     async def metadata(request: Request, model_name: str, model_version: str | None = None) -> Response:
@@ -378,11 +387,74 @@ def build_router(service: InferenceService) -> APIRouter:
         return await service.resolve(name, _version(name, version))  # loads an uncached version off the loop
 
     def _feeds(model: ServedModel, request: dict[str, Any], blob: bytes) -> Feeds:
-        return model.validator.column_feeds(columns_of(model, read_inputs(request, blob)))
+        tensors = read_inputs(request, blob, max_inputs=model.validator.max_fields)
+        return model.validator.column_feeds(columns_of(model, tensors))
 
-    for suffix in ("", "/versions/{model_version}"):
-        path = "/models/{model_name}" + suffix
-        router.add_api_route(path, metadata, methods=["GET"], summary="Model metadata")
-        router.add_api_route(path + "/ready", ready, methods=["GET"], summary="The model is ready")
-        router.add_api_route(path + "/infer", infer, methods=["POST"], summary="Inference")
+    infer_docs: dict[str, Any] = {
+        "summary": "Inference",
+        "responses": error_responses(Transport.V2, 400, 413),
+        "openapi_extra": {"requestBody": INFER_REQUEST_BODY},
+    }
+    for path, version in (
+        ("/models/{model_name}", False),
+        ("/models/{model_name}/versions/{model_version}", True),
+    ):
+        pick = (lambda handler: handler) if version else _current_version
+        router.add_api_route(path, pick(metadata), methods=["GET"], summary="Model metadata")
+        router.add_api_route(path + "/ready", pick(ready), methods=["GET"], summary="The model is ready")
+        router.add_api_route(path + "/infer", pick(infer), methods=["POST"], **infer_docs)
     return router
+
+
+def _current_version(
+    handler: Callable[[Request, str, str | None], Awaitable[Response]],
+) -> Callable[[Request, str], Awaitable[Response]]:
+    """`handler` for the route without `/versions/{model_version}` (no version parameter at all)."""
+
+    async def route(request: Request, model_name: str) -> Response:
+        return await handler(request, model_name, None)
+
+    route.__name__ = f"{handler.__name__}_current"
+    route.__doc__ = handler.__doc__
+    return route
+
+
+_TENSOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 2},
+        "datatype": {"type": "string", "enum": sorted(DATATYPES)},
+        "parameters": {"type": "object"},
+        "data": {"type": "array"},
+    },
+}
+INFER_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "parameters": {"type": "object"},
+                    "inputs": {"type": "array", "minItems": 1, "items": _TENSOR_SCHEMA},
+                    "outputs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {"name": {"type": "string"}},
+                        },
+                    },
+                },
+            }
+        },
+        # The binary tensor data extension: a JSON header of Inference-Header-Content-Length bytes,
+        # then the tensors' bytes.
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+"""The inference request (OIP `inference_rest.md`), as JSON or with binary tensor data."""
