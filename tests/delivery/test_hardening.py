@@ -42,7 +42,7 @@ def body_format(response: Any) -> Transport:
 # --- 1. an empty key source never opens the server --------------------------------------------
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])  # noqa: S104 - the address under test
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
 def test_a_key_file_without_digests_refuses_start_up(tmp_path: Path, host: str) -> None:
     empty = tmp_path / "keys.txt"
     empty.write_text("# none\n\n   # still none\n")
@@ -57,11 +57,11 @@ def test_a_key_file_without_digests_refuses_start_up(tmp_path: Path, host: str) 
 def test_without_any_key_source_only_loopback_or_the_explicit_flag_is_open(tmp_path: Path) -> None:
     keys, anonymous = key_store(ServeSettings(home=tmp_path, host="127.0.0.1"))
     assert anonymous and not keys.enabled
-    with pytest.raises(LayeropsError, match="refusing to serve on 0.0.0.0 without API keys"):
-        key_store(ServeSettings(home=tmp_path, host="0.0.0.0"))  # noqa: S104
-    _, anonymous = key_store(ServeSettings(home=tmp_path, host="0.0.0.0", insecure_no_auth=True))  # noqa: S104
+    with pytest.raises(LayeropsError, match=r"refusing to serve on 0\.0\.0\.0 without API keys"):
+        key_store(ServeSettings(home=tmp_path, host="0.0.0.0"))
+    _, anonymous = key_store(ServeSettings(home=tmp_path, host="0.0.0.0", insecure_no_auth=True))
     assert anonymous
-    keys, anonymous = key_store(ServeSettings(home=tmp_path, host="0.0.0.0", api_keys=["k"]))  # noqa: S104
+    keys, anonymous = key_store(ServeSettings(home=tmp_path, host="0.0.0.0", api_keys=["k"]))
     assert not anonymous and keys.enabled
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -200,6 +200,7 @@ def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:
         tags=["health"],
         summary="Prometheus metrics",
         responses=error_responses(Transport.NATIVE, *ALWAYS),
+        response_class=PlainTextResponse,  # the text exposition format
     )
     async def prometheus() -> Response:
         body, content_type = metrics.render()

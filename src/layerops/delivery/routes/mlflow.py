@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import pandas as pd
 from fastapi import APIRouter, Header, Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from layerops import __version__
 from layerops.delivery.feeds import Feeds
@@ -190,10 +190,11 @@ def build_router(service: InferenceService) -> APIRouter:
         status = 200 if service.registry.ready() else 503
         return Response("\n", status_code=status, media_type="application/json")
 
-    router.add_api_route("/ping", ping, methods=["GET"], summary="Healthy when every model is loaded")
-    router.add_api_route("/health", ping, methods=["GET"], summary="The same as /ping")
+    # MLflow answers "\n" labelled application/json; the routes say no body schema (not JSON).
+    for path, summary in (("/ping", "Healthy when every model is loaded"), ("/health", "The same as /ping")):
+        router.add_api_route(path, ping, methods=["GET"], summary=summary, response_class=Response)
 
-    @router.get("/version", summary="The server version")
+    @router.get("/version", summary="The server version", response_class=PlainTextResponse)
     async def version() -> Response:
         return Response(__version__, media_type="text/plain")
 
