@@ -58,6 +58,13 @@ def serve(
             "(env: LAYEROPS_RELOAD_INTERVAL_SECONDS; default 30)"
         ),
     ] = None,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a connection may take to send a request's headers before it is closed "
+            "(env: LAYEROPS_HEADER_TIMEOUT_SECONDS; default 10)"
+        ),
+    ] = None,
     api_key_file: Annotated[
         str | None, typer.Option(help="File of SHA-256 key digests (env: LAYEROPS_API_KEY_FILE)")
     ] = None,
@@ -74,6 +81,7 @@ def serve(
     """Serve models over HTTP: native REST, KServe V2, MLflow /invocations, health and metrics."""
     import uvicorn
 
+    from layerops.delivery.http_protocol import header_timeout_protocol
     from layerops.delivery.settings import ServeSettings
 
     settings = ctx.obj
@@ -87,6 +95,7 @@ def serve(
         "LAYEROPS_WORKERS": None if workers is None else str(workers),
         "LAYEROPS_ENGINE": engine,
         "LAYEROPS_RELOAD_INTERVAL_SECONDS": None if reload_interval is None else str(reload_interval),
+        "LAYEROPS_HEADER_TIMEOUT_SECONDS": None if header_timeout is None else str(header_timeout),
         "LAYEROPS_API_KEY_FILE": api_key_file,
         "LAYEROPS_START_DEGRADED": "true" if start_degraded else None,
         "LAYEROPS_BATCHING": None if batching is None else str(batching).lower(),
@@ -122,6 +131,8 @@ def serve(
         host=serve_settings.host,
         port=serve_settings.port,
         workers=serve_settings.workers,
+        # A protocol factory, not a class: uvicorn calls it like one, and it pickles into workers.
+        http=header_timeout_protocol(serve_settings.header_timeout_seconds),  # type: ignore[arg-type]
         access_log=False,
         log_level=serve_settings.log_level.lower(),
         timeout_graceful_shutdown=max(5, int(serve_settings.request_timeout_seconds) + 5),
