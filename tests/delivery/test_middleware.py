@@ -350,7 +350,9 @@ def test_an_empty_key_store_opens_nothing_unless_anonymous_is_explicit() -> None
     with TestClient(build_app((ApiKeyMiddleware, auth_options(store=store)))) as client:
         assert client.get("/admin/reload").status_code == 401
         assert client.get("/admin/reload", headers={"X-API-Key": "anything"}).status_code == 401
-    with TestClient(build_app((ApiKeyMiddleware, {**auth_options(store=store), "anonymous": True}))) as client:
+    with TestClient(
+        build_app((ApiKeyMiddleware, {**auth_options(store=store), "anonymous": True}))
+    ) as client:
         assert client.get("/admin/reload").status_code == 200
 
 
