@@ -30,6 +30,9 @@ from uvicorn.server import ServerState
 
 log = logging.getLogger("layerops.delivery")
 
+SHUTDOWN_READ_GRACE_SECONDS = 0.05
+"""On shutdown, how long an idle connection stays open to read a request that already arrived."""
+
 
 class HeaderTimer:
     """One connection's deadline for a request's headers: armed at most once until disarmed."""
@@ -94,6 +97,12 @@ class HeaderTimeoutHttpToolsProtocol(HttpToolsProtocol):
         self.header_timer.disarm()
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        # Bytes of a request may have arrived but not been read yet (the loop was busy): closing
+        # now would answer them with a reset. Read what waits first; the server keeps running
+        # until every connection is closed, so a request found then is answered, then closed.
+        self.loop.call_later(SHUTDOWN_READ_GRACE_SECONDS, super().shutdown)
+
 
 class HeaderTimeoutH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, closing connections slower than `header_timeout` seconds to send a
@@ -128,6 +137,12 @@ class HeaderTimeoutH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.header_timer.disarm()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        # Bytes of a request may have arrived but not been read yet (the loop was busy): closing
+        # now would answer them with a reset. Read what waits first; the server keeps running
+        # until every connection is closed, so a request found then is answered, then closed.
+        self.loop.call_later(SHUTDOWN_READ_GRACE_SECONDS, super().shutdown)
 
 
 def header_timeout_protocol(
