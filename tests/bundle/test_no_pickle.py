@@ -320,11 +320,6 @@ def test_the_registry_digest_refuses_any_rewritten_bundle(
     assert not marker.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the type policy trusts whole libraries: a rewritten manifest may trust numpy.savetxt "
-    "(or numpy.memmap, scipy.io.savemat, ...), which skops then calls; only expected_digest stops it",
-)
 def test_a_manifest_trusting_a_callable_of_an_allowed_library_is_refused(
     saved_iris: Path, marker: Path
 ) -> None:
@@ -335,3 +330,24 @@ def test_a_manifest_trusting_a_callable_of_an_allowed_library_is_refused(
             load_bundle(saved_iris)
     finally:
         assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "allowed"),
+    [
+        ("numpy.dtype", True),
+        ("sklearn.tree._tree.Tree", True),
+        ("lightgbm.basic.Booster", True),
+        ("xgboost.core.Booster", True),
+        ("collections.OrderedDict", True),
+        ("numpy.savetxt", False),  # a function that writes a file
+        ("scipy.io.savemat", False),
+        ("numpy.memmap", False),  # a class whose constructor opens a file
+        ("numpy.lib.npyio.NpzFile", False),
+        ("sklearn.no_such_thing", False),
+    ],
+)
+def test_the_type_policy_trusts_classes_of_allowed_libraries_only(name: str, allowed: bool) -> None:
+    from layerops.bundle.store import _allowed_type
+
+    assert _allowed_type(name) is allowed

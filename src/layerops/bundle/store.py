@@ -15,6 +15,7 @@ still refuses types outside the libraries a layerops model is built from.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import shutil
@@ -45,7 +46,7 @@ _FORBIDDEN_PARTS = frozenset(
     {
         "eval", "exec", "compile", "system", "popen", "spawn", "load", "loads", "fromfile",
         "runstring", "testing", "f2py", "distutils", "ctypeslib", "ctypes", "subprocess",
-        "__import__", "getattr", "setattr", "open",
+        "__import__", "getattr", "setattr", "open", "memmap", "DataSource", "NpzFile", "netcdf_file",
     }
 )  # fmt: skip
 """Name parts that never belong to a model, even inside an allowed package (e.g. `numpy.load`)."""
@@ -232,4 +233,27 @@ def _allowed_type(name: str) -> bool:
         return len(parts) == 2 and parts[1] in _SAFE_BUILTINS
     if len(parts) < 2:
         return False
-    return parts[0] in _TRUSTED_ROOTS or name.startswith(_TRUSTED_PREFIXES)
+    if not (parts[0] in _TRUSTED_ROOTS or name.startswith(_TRUSTED_PREFIXES)):
+        return False
+    return _is_class(parts)
+
+
+def _is_class(parts: list[str]) -> bool:
+    """Whether the dotted name is a class of an allowed library (never a function).
+
+    skops calls what a file names with the file's arguments; a function of an allowed library may
+    write files (`numpy.savetxt`, `scipy.io.savemat`), while every type a model needs is a class
+    (an estimator, `numpy.dtype`, `sklearn.tree._tree.Tree`, a booster).
+    """
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            found: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attribute in parts[cut:]:
+                found = getattr(found, attribute)
+        except AttributeError:
+            return False
+        return isinstance(found, type)
+    return False
