@@ -321,14 +321,7 @@ def startups(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Sta
     "scenario",
     [
         "postgres refuses connections",
-        pytest.param(
-            "sqlite under a file",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="open_repository's mkdir of the sqlite file's parent raises FileExistsError "
-                "(an OSError, not a LayeropsError): serve prints a traceback",
-            ),
-        ),
+        "sqlite under a file",
         pytest.param(
             "sqlite file cannot be opened",
             marks=pytest.mark.xfail(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from layerops.errors import RepositoryError
 from layerops.repository.api import ModelRepository
 from layerops.settings import Settings
 
@@ -15,12 +16,17 @@ def open_repository(settings: Settings) -> ModelRepository:
     from layerops.repository.mlflow_repo import MlflowRepository  # mlflow takes seconds to import
 
     tracking_uri = settings.resolved_tracking_uri()
-    if not settings.tracking_uri:
-        settings.home.mkdir(parents=True, exist_ok=True)
-    if tracking_uri.startswith("sqlite:"):
-        database = make_url(tracking_uri).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if not settings.tracking_uri:
+            settings.home.mkdir(parents=True, exist_ok=True)
+        if tracking_uri.startswith("sqlite:"):
+            database = make_url(tracking_uri).database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a parent that is a file, or no permission
+        raise RepositoryError(
+            f"cannot open the MLflow repository at {tracking_uri}: {type(exc).__name__}: {exc.strerror}"
+        ) from None
     return MlflowRepository(
         tracking_uri,
         registry_uri=settings.registry_uri,
