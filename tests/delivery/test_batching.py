@@ -218,7 +218,7 @@ def test_batching_off_runs_every_request_alone(engine: RecordingEngine) -> None:
         assert_own_rows(output, (i / 10,))
 
 
-def test_an_engine_failure_fails_its_whole_batch_and_the_batcher_carries_on(engine: RecordingEngine) -> None:
+def test_a_failed_batch_runs_each_request_alone_and_the_batcher_carries_on(engine: RecordingEngine) -> None:
     engine.gate.clear()
 
     async def scenario(batcher: MicroBatcher) -> EngineOutput:
@@ -228,7 +228,7 @@ def test_an_engine_failure_fails_its_whole_batch_and_the_batcher_carries_on(engi
         engine.gate.set()
         results = await asyncio.gather(*pending, return_exceptions=True)
         assert all(isinstance(r, EngineError) for r in results)
-        assert "model 'fake' v1 failed to predict a batch of 3 rows (3 requests): RuntimeError" in str(
+        assert "model 'fake' v1 failed to predict a batch of 1 rows (1 requests): RuntimeError" in str(
             results[1]
         )
         assert isinstance(results[1], EngineError) and isinstance(results[1].__cause__, RuntimeError)
@@ -236,7 +236,7 @@ def test_an_engine_failure_fails_its_whole_batch_and_the_batcher_carries_on(engi
         return await batcher.submit(feeds(0.7))
 
     assert_own_rows(Harness(engine).run(scenario), (0.7,))
-    assert engine.batches == [1, 3, 1]
+    assert engine.batches == [1, 3, 1, 1, 1, 1]  # the batch of 3 failed, then each of its requests alone
 
 
 def test_a_cancelled_request_leaves_the_queue(engine: RecordingEngine) -> None:
@@ -276,7 +276,7 @@ def test_batching_settings_and_per_model_overrides(monkeypatch: pytest.MonkeyPat
     settings = ServeSettings(inference_threads=3, batch_concurrency=8)
     assert settings.batching_for("iris") == BatchPolicy(max_batch_size=8, max_latency_ms=5.0, concurrency=3)
     off = settings.batching_for("shipping")
-    assert not off.enabled and off.concurrency == 3 and off.max_batch_size == 64
+    assert not off.enabled and off.concurrency == 2 and off.max_batch_size == 64  # one thread kept free
     assert settings.batching_for("other") == BatchPolicy(max_latency_ms=5.0, concurrency=3)
     with pytest.raises(ValueError, match="max_batch_size"):
         ServeSettings(model_batching={"iris": {"max_batch_size": 0}})
@@ -321,6 +321,6 @@ def test_an_inline_batch_that_fails_fails_its_requests_and_the_next_batch_still_
 
     failed, after = harness.run(scenario)
     assert all(isinstance(result, EngineError) for result in failed)
-    assert "failed to predict a batch of 2 rows (2 requests)" in str(failed[0])
+    assert "failed to predict a batch of 1 rows (1 requests)" in str(failed[0])  # each alone, then failed
     assert_own_rows(after, (0.3,))
     assert harness.executed == 0

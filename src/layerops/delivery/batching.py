@@ -23,7 +23,8 @@ arriving to an empty queue is always accepted. A request cancelled while it wait
 disconnect) leaves the queue. Engine calls run in the service's bounded thread pool, except
 batches of at most `inline_rows` rows, which the model's load-time timing showed to be cheaper
 than the hop to a pool thread (`ServeSettings.inline_budget_ms`): those run on the event loop. If
-a call fails, every request of that batch gets an `EngineError` (500) and the batcher carries on.
+a call of several requests fails, each is run again alone, so only a request the engine cannot
+answer gets an `EngineError` (500); the batcher carries on.
 """
 
 from __future__ import annotations
@@ -253,7 +254,17 @@ class MicroBatcher:
         try:
             output = self._call([item.feeds for item in batch], rows)
         except Exception as exc:
-            self._fail(batch, exc, rows)
+            if len(batch) == 1:
+                self._fail(batch, exc, rows)
+            else:
+                self._retrying(batch, exc)
+                for item in batch:  # one bad request must not fail the others that shared its batch
+                    try:
+                        alone = self._call([item.feeds], item.feeds.rows)
+                    except Exception as single:
+                        self._fail([item], single, item.feeds.rows)
+                    else:
+                        self._scatter([item], alone)
         else:
             self._scatter(batch, output)
         finally:
@@ -267,11 +278,38 @@ class MicroBatcher:
             self._fail(batch, None, rows)
             raise
         except Exception as exc:
-            self._fail(batch, exc, rows)
+            if len(batch) == 1:
+                self._fail(batch, exc, rows)
+            else:
+                self._retrying(batch, exc)
+                await self._run_alone(batch)
         else:
             self._scatter(batch, output)
         finally:
             self._end()
+
+    async def _run_alone(self, batch: list[_Pending]) -> None:
+        """Run each request of a failed batch on its own, so only the one at fault fails."""
+        for index, item in enumerate(batch):
+            if item.future.done():  # its caller went away
+                continue
+            try:
+                output = await self._execute(partial(self._call, [item.feeds], item.feeds.rows))
+            except asyncio.CancelledError:
+                self._fail(batch[index:], None, sum(i.feeds.rows for i in batch[index:]))
+                raise
+            except Exception as exc:
+                self._fail([item], exc, item.feeds.rows)
+            else:
+                self._scatter([item], output)
+
+    def _retrying(self, batch: list[_Pending], exc: Exception) -> None:
+        log.warning(
+            "%s failed on a batch of %d requests (%s); running each alone",
+            self.label,
+            len(batch),
+            type(exc).__name__,
+        )
 
     def _call(self, parts: list[Feeds], rows: int) -> EngineOutput:
         output = self._predict(merge(parts))

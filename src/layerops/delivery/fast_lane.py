@@ -45,10 +45,11 @@ class PredictFastLane:
         body = await _read_body(receive)
         if body is None:
             return  # the client went away before sending its body
+        state = request_state(scope)
         try:
-            response = await predict_body(self.service, request_state(scope), name, None, body)
+            response = await predict_body(self.service, state, name, None, body)
         except LayeropsError as exc:
-            response = domain_error_response(exc)
+            response = domain_error_response(exc, request_id=state.get("request_id"))
         await response(scope, receive, send)
 
     @staticmethod

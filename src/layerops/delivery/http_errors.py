@@ -6,6 +6,7 @@ Every error response has the body `{"error": {"type", "message", "details"?}}`.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -28,6 +29,8 @@ from layerops.errors import (
     OverloadedError,
     RepositoryUnavailableError,
 )
+
+log = logging.getLogger("layerops.delivery")
 
 
 class MalformedBodyError(LayeropsError):
@@ -148,12 +151,31 @@ def route_path(scope: Scope) -> str:
     return path
 
 
-def domain_error_response(exc: LayeropsError, transport: Transport = Transport.NATIVE) -> Response:
-    """The error response of a domain error; a server-side failure's text has its paths redacted."""
+def domain_error_response(
+    exc: LayeropsError, transport: Transport = Transport.NATIVE, request_id: str | None = None
+) -> Response:
+    """The error response of a domain error.
+
+    A server-side failure (5xx) has its paths redacted and names the request id, and is logged at
+    ERROR with that id, so a client's 500 can be matched to the server's log.
+    """
     status, kind = status_of(exc)
     details = exc.problems if isinstance(exc, InputError) else None
-    message = redact_paths(str(exc)) if status >= 500 else str(exc)
+    message = str(exc)
+    if status >= 500:
+        message = redact_paths(message)
+        if status == 500:
+            log.error("request %s failed: %s", request_id or "-", exc)
+            if request_id:
+                message = f"{message}; quote request id {request_id} when reporting it"
     return error_response(status, kind, message, details, transport=transport)
+
+
+def request_id_of(scope: Scope) -> str | None:
+    """The request id the request id middleware gave this request, if any."""
+    state = scope.get("state")
+    value = state.get("request_id") if isinstance(state, dict) else None
+    return value if isinstance(value, str) else None
 
 
 _PATHS = re.compile(
@@ -200,7 +222,9 @@ def answer_errors_with(
             try:
                 return await handler(*args, **kwargs)
             except LayeropsError as exc:
-                return domain_error_response(exc, transport)
+                request = next((a for a in (*args, *kwargs.values()) if isinstance(a, Request)), None)
+                request_id = None if request is None else request_id_of(request.scope)
+                return domain_error_response(exc, transport, request_id)
 
         return wrapper
 
@@ -212,7 +236,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def domain(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LayeropsError)
-        return domain_error_response(exc, transport_of(route_path(request.scope)))
+        return domain_error_response(
+            exc, transport_of(route_path(request.scope)), request_id_of(request.scope)
+        )
 
     async def validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -145,7 +145,7 @@ class ServeSettings(Settings):
     batch_concurrency: int = Field(default=1, ge=1, le=256)
     """Batches of one model version that may run at once when batching (at most
     `inference_threads`); raise it for heavy ONNX models on many cores. With batching off, up
-    to `inference_threads` requests run at once."""
+    to `inference_threads - 1` requests of one model run at once (one thread stays for the others)."""
     model_batching: dict[str, BatchingOverride] = Field(default_factory=dict)
     """Per-model overrides as JSON, e.g. `{"shipping": {"max_batch_size": 16, "batching": false}}`."""
 
@@ -193,7 +193,9 @@ class ServeSettings(Settings):
 
         enabled: bool = pick("batching")
         threads = self.inference_threads
-        concurrency = min(pick("batch_concurrency"), threads) if enabled else threads
+        # Unbatched, a model may run calls on all threads but one: a model that hangs must not
+        # take every thread the other models need.
+        concurrency = min(pick("batch_concurrency"), threads) if enabled else max(1, threads - 1)
         return BatchPolicy(
             enabled=enabled,
             max_batch_size=pick("max_batch_size"),

@@ -73,12 +73,15 @@ def probe(uri: str) -> None:
 
 
 def probe_database(uri: str) -> None:
-    """Fail fast with `RepositoryUnavailableError` when a SQL backend refuses a connection."""
+    """Fail fast with `RepositoryUnavailableError` when a SQL backend (or sqlite file) refuses a
+    connection."""
     # MLflow itself retries engine creation ten times with growing sleeps (about 100 s).
     scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
-    if scheme not in {"postgresql", "postgres", "mysql", "mssql"}:
+    if scheme not in {"postgresql", "postgres", "mysql", "mssql", "sqlite"}:
         return
-    connect_args = {"connect_timeout": int(PROBE_TIMEOUT_S)} if scheme != "mssql" else {}
+    # sqlite too: a path that cannot be opened (a folder, no permission) is retried just as long.
+    networked = scheme not in {"mssql", "sqlite"}
+    connect_args = {"connect_timeout": int(PROBE_TIMEOUT_S)} if networked else {}
     try:
         engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool, connect_args=connect_args)
         try:
