@@ -64,7 +64,11 @@ def test_health_and_server_metadata(client: TestClient) -> None:
     live, ready = client.get("/v2/health/live"), client.get("/v2/health/ready")
     assert (live.status_code, live.json()) == (200, {"live": True})
     assert (ready.status_code, ready.json()) == (200, {"ready": True})
-    assert client.get("/v2").json() == {"name": "layerops", "version": __version__, "extensions": ["binary_tensor_data"]}
+    assert client.get("/v2").json() == {
+        "name": "layerops",
+        "version": __version__,
+        "extensions": ["binary_tensor_data"],
+    }
 
 
 def test_model_metadata(client: TestClient) -> None:
