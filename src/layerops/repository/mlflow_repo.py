@@ -34,6 +34,7 @@ from layerops.repository import _history
 from layerops.repository._boundary import probe, probe_database, quiet_mlflow_logs, redact, translated
 from layerops.repository._cache import fetch_bundle
 from layerops.repository._mlflow_model import MLFLOW_MODEL_PATH, save_mlflow_model
+from layerops.repository._sqlite_init import initialise_sqlite
 from layerops.repository.api import (
     AliasChange,
     CandidateRun,
@@ -76,6 +77,7 @@ class MlflowRepository:
         self._cache_dir = cache_dir
         for uri in dict.fromkeys((tracking_uri, self._registry_uri)):
             probe(uri)
+            initialise_sqlite(uri)
             probe_database(uri)
         try:
             self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=self._registry_uri)
