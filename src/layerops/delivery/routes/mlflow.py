@@ -36,7 +36,7 @@ from layerops.delivery.models import ServedModel
 from layerops.delivery.responses import error_responses
 from layerops.delivery.routes.native import json_response, mark
 from layerops.delivery.service import INLINE_BYTES, InferenceService
-from layerops.errors import LayeropsError
+from layerops.errors import InputError, LayeropsError
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 """The JSON input fields MLflow's scoring server takes (exactly one per request)."""
@@ -79,7 +79,7 @@ def media_type(content_type: str | None) -> str:
     return mime.lower()
 
 
-def parse_payload(data: Any, names: Sequence[str]) -> Columns | Rows:
+def parse_payload(data: Any, names: Sequence[str], max_rows: int | None = None) -> Columns | Rows:
     """Named columns (a dict) or rows (a list) from a decoded MLflow JSON request.
 
     Rows given as lists rather than objects are positional, in the model's feature order.
@@ -95,18 +95,27 @@ def parse_payload(data: Any, names: Sequence[str]) -> Columns | Rows:
     key = present[0]
     value = data[key]
     if key == "dataframe_split":
+        _check_rows(value.get("data") if isinstance(value, dict) else None, max_rows)
         return _split(value, names)
     if key == "dataframe_records":
         if not isinstance(value, list):
             raise MalformedBodyError("Invalid input. Dataframe records format must be a list of records.")
+        _check_rows(value, max_rows)
         return _rows(value, names)
     if isinstance(value, dict):  # `instances` / `inputs` as columns, or as one record
         if any(isinstance(v, list) for v in value.values()):
             return dict(value)
         return [value]
     if isinstance(value, list):
+        _check_rows(value, max_rows)
         return _rows(value, names)
     raise MalformedBodyError(f"Invalid input. '{key}' must be a list of records or a dictionary of columns.")
+
+
+def _check_rows(rows: Any, max_rows: int | None) -> None:
+    """Refuse more rows than the limit before any per-row work."""
+    if max_rows is not None and isinstance(rows, list) and len(rows) > max_rows:
+        raise InputError(f"batch of {len(rows)} rows exceeds the limit of {max_rows} rows per request")
 
 
 def _split(value: Any, names: Sequence[str]) -> Columns:
@@ -215,7 +224,7 @@ def build_router(service: InferenceService) -> APIRouter:
     def feeds_of(model: ServedModel, body: bytes, media: str) -> Feeds:
         if media == "text/csv":
             return model.validator.column_feeds(parse_csv(body, model.validator))
-        payload = parse_payload(parse_json(body), model.validator.names)
+        payload = parse_payload(parse_json(body), model.validator.names, model.validator.max_rows)
         if isinstance(payload, dict):
             return model.validator.column_feeds(payload)
         return model.validator.row_feeds(payload)
