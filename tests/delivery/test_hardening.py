@@ -13,9 +13,10 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from layerops.delivery.app import create_app, key_store
+from layerops.delivery.app import create_app
+from layerops.delivery.auth import KeyStore, key_store
 from layerops.delivery.http_errors import Transport, redact_paths, transport_of
-from layerops.delivery.middleware import KeyStore, TimeoutMiddleware
+from layerops.delivery.middleware import TimeoutMiddleware
 from layerops.delivery.settings import ModelRef, ServeSettings
 from layerops.errors import LayeropsError
 from layerops.numbers import parse_natural

@@ -11,8 +11,9 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from layerops.delivery.metrics import Metrics, MetricsMiddleware
-from layerops.delivery.middleware import ApiKeyMiddleware, KeyStore, RequestIdMiddleware
+from layerops.delivery.auth import KeyStore
+from layerops.delivery.metrics import Metrics
+from layerops.delivery.middleware import ApiKeyMiddleware, MetricsMiddleware, RequestIdMiddleware
 
 
 def build_app(metrics: Metrics, *, keys: KeyStore | None = None) -> FastAPI:

@@ -18,13 +18,12 @@ from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
+from layerops.delivery.auth import KeyStore, Role
 from layerops.delivery.middleware import (
     AccessLogMiddleware,
     ApiKeyMiddleware,
     BodySizeLimitMiddleware,
-    KeyStore,
     RequestIdMiddleware,
-    Role,
     TimeoutMiddleware,
     model_from_path,
 )

@@ -145,7 +145,7 @@ def keys_hash(
     key: Annotated[str | None, typer.Argument(help="The key; omit to read it from standard input.")] = None,
 ) -> None:
     """Print the SHA-256 digest of a key, for LAYEROPS_API_KEY_FILE (the key itself is never stored)."""
-    from layerops.delivery.middleware import KeyStore
+    from layerops.delivery.auth import KeyStore
 
     secret = key if key is not None else sys.stdin.readline().strip()
     if not secret:
@@ -158,7 +158,7 @@ def keys_new() -> None:
     """Print a new random API key and its SHA-256 digest."""
     import secrets
 
-    from layerops.delivery.middleware import KeyStore
+    from layerops.delivery.auth import KeyStore
 
     key = secrets.token_urlsafe(32)
     console.print(f"key:    {key}\ndigest: {KeyStore.hash_key(key)}", highlight=False)

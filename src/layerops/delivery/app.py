@@ -23,15 +23,16 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from layerops import __version__
-from layerops.delivery.error_boundary import ErrorBoundaryMiddleware
+from layerops.delivery.auth import key_store
 from layerops.delivery.fast_lane import PredictFastLane
 from layerops.delivery.http_errors import Transport, install_error_handlers
-from layerops.delivery.metrics import Metrics, MetricsMiddleware
+from layerops.delivery.metrics import Metrics
 from layerops.delivery.middleware import (
     AccessLogMiddleware,
     ApiKeyMiddleware,
     BodySizeLimitMiddleware,
-    KeyStore,
+    ErrorBoundaryMiddleware,
+    MetricsMiddleware,
     RequestIdMiddleware,
     TimeoutMiddleware,
 )
@@ -41,7 +42,7 @@ from layerops.delivery.responses import ALWAYS, error_responses
 from layerops.delivery.routes import health, native, v2
 from layerops.delivery.routes import mlflow as mlflow_scoring
 from layerops.delivery.service import InferenceService, Prediction
-from layerops.delivery.settings import ServeSettings, is_loopback
+from layerops.delivery.settings import ServeSettings
 from layerops.errors import LayeropsError
 from layerops.repository.api import ModelRepository
 
@@ -78,39 +79,6 @@ def _return_free_memory() -> None:
         libc.malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-def key_store(settings: ServeSettings) -> tuple[KeyStore, bool]:
-    """The API keys of the server, and whether it runs in the explicit no-auth mode.
-
-    A key source that is configured but holds no key (an empty or all-comment key file) is a
-    mistake that would silently open the server: it refuses to start. With no source at all the
-    server is open only on a loopback address or with `LAYEROPS_INSECURE_NO_AUTH=true`.
-    """
-    keys = KeyStore.from_sources(
-        settings.api_keys, settings.api_key_file, settings.admin_api_keys, settings.admin_api_key_file
-    )
-    sources = {
-        "LAYEROPS_API_KEYS": bool(settings.api_keys),
-        "LAYEROPS_API_KEY_FILE": settings.api_key_file is not None,
-        "LAYEROPS_ADMIN_API_KEYS": bool(settings.admin_api_keys),
-        "LAYEROPS_ADMIN_API_KEY_FILE": settings.admin_api_key_file is not None,
-    }
-    configured = [name for name, present in sources.items() if present]
-    if keys.enabled:
-        return keys, False
-    if configured:
-        raise LayeropsError(
-            f"{' and '.join(configured)} hold no API key: refusing to serve without authentication; "
-            "add a key digest (`layerops keys new`) or unset them"
-        )
-    if not (settings.insecure_no_auth or is_loopback(settings.host)):
-        raise LayeropsError(
-            f"refusing to serve on {settings.host} without API keys: set LAYEROPS_API_KEYS or "
-            "LAYEROPS_API_KEY_FILE (or LAYEROPS_INSECURE_NO_AUTH=true)"
-        )
-    log.warning("serving without authentication: no API key is configured (host %s)", settings.host)
-    return keys, True
 
 
 def create_app(settings: ServeSettings, repository: ModelRepository) -> FastAPI:

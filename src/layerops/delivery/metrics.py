@@ -1,7 +1,7 @@
 """Prometheus metrics of one app, in a `CollectorRegistry` of its own (never the global one).
 
-`Metrics` holds the series and the methods the server calls; `MetricsMiddleware` (outermost)
-counts and times every HTTP request by route template, model, version and status.
+`Metrics` holds the series and the methods the server calls; `middleware.metrics` (outermost)
+counts and times every HTTP request with them.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from layerops.delivery.middleware import request_state, route_template
 
 UNMATCHED_ROUTE = "unmatched"
 """The route label of requests no route matched (bounds the label's cardinality)."""
@@ -214,38 +211,3 @@ class Metrics:
         self.purge_retired()
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
-
-
-class MetricsMiddleware:
-    """Count in-flight requests and record every HTTP request's route, model, version, status, duration."""
-
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state = request_state(scope)  # created here so handlers and this middleware share it
-        status = 500  # if the app raises before answering, the server's error handler sends 500
-
-        async def send_observed(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        self.metrics.in_flight.inc()
-        start = time.perf_counter()
-        try:
-            await self.app(scope, receive, send_observed)
-        finally:
-            self.metrics.in_flight.dec()
-            self.metrics.observe_request(
-                str(state.get("model") or ""),
-                str(state.get("model_version") or ""),
-                route_template(scope) or UNMATCHED_ROUTE,
-                status,
-                time.perf_counter() - start,
-            )

@@ -15,7 +15,7 @@ import logging
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from layerops.delivery.http_errors import scope_error_response
-from layerops.delivery.middleware import request_state
+from layerops.delivery.middleware._scope import request_state
 
 log = logging.getLogger("layerops.delivery")
 
