@@ -191,9 +191,3 @@ class InferenceService:
         rows = 1 if isinstance(payload, Mapping) else len(payload) if isinstance(payload, list) else 0
         feeds = await self.prepare(rows <= INLINE_ROWS, partial(model.validator.row_feeds, payload))
         return await self.predict_feeds(model, feeds)
-
-    async def predict_columns(self, model: ServedModel, columns: Mapping[str, Sequence[Any]]) -> Prediction:
-        """Named columns of equal length → a prediction."""
-        rows = max((len(v) for v in columns.values() if isinstance(v, Sequence)), default=0)
-        feeds = await self.prepare(rows <= INLINE_ROWS, partial(model.validator.column_feeds, columns))
-        return await self.predict_feeds(model, feeds)

@@ -179,10 +179,6 @@ class ServeSettings(Settings):
         """The configured model references (empty: discover every `production` alias)."""
         return [ModelRef.parse(item) for item in self.models]
 
-    def timeout_for(self, name: str) -> float:
-        """The request timeout of model `name`."""
-        return self.model_timeouts.get(name, self.request_timeout_seconds)
-
     def batching_for(self, name: str) -> BatchPolicy:
         """The batching policy of model `name`: the server-wide settings with its overrides."""
         override = self.model_batching.get(name, BatchingOverride())
