@@ -15,8 +15,7 @@ import pytest
 import yaml
 
 from layerops.bundle import ModelBundle, load_bundle, save_bundle
-from layerops.repository import TrainingRun
-from layerops.repository import mlflow_repo as mlflow_repo_module
+from layerops.repository import TrainingRun, _runs
 from layerops.repository.mlflow_repo import DIGEST_TAG, MLFLOW_MODEL_TAG, MlflowRepository
 from tests.bundle.builders import IRIS_FEATURES, iris_bundle
 
@@ -105,8 +104,8 @@ def test_a_failed_mlflow_export_still_logs_and_registers_the_bundle(
     def refuse(*args: object) -> None:
         raise RuntimeError("this flavor cannot save the model")
 
-    monkeypatch.setattr(mlflow_repo_module, "save_mlflow_model", refuse)
-    with caplog.at_level(logging.WARNING, logger=mlflow_repo_module.__name__):
+    monkeypatch.setattr(_runs, "save_mlflow_model", refuse)
+    with caplog.at_level(logging.WARNING, logger=_runs.__name__):
         version = repo.register("iris", repo.log_training(training_run, bundle_dir))
 
     assert MLFLOW_MODEL_TAG not in version.tags

@@ -1,61 +1,44 @@
 """`MlflowRepository`: the `ModelRepository` contract over any MLflow tracking URI.
 
-This module (with its `_boundary` helper) is the only place that imports `mlflow`. Every MLflow
-or driver exception is translated here into the layerops error hierarchy.
+This module and its private helpers in `layerops.repository` are the only places that import
+`mlflow`. Every MLflow or driver exception is translated (by `_boundary.translated`) into the
+layerops error hierarchy. The class connects, then delegates: training runs to `_runs`, versions,
+aliases and bundles to `_registry`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import tempfile
-import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from mlflow import MlflowClient
-from mlflow.artifacts import download_artifacts
-from mlflow.entities import Metric, Param
-from mlflow.entities.model_registry import ModelVersion as MlflowVersion
-from mlflow.entities.model_registry import RegisteredModel
 from mlflow.exceptions import MlflowException
 
-from layerops.bundle import BundleMetadata, ModelBundle, bundle_digest, load_bundle
-from layerops.errors import (
-    BundleError,
-    LayeropsError,
-    NotFoundError,
-    RepositoryError,
-    RepositoryUnavailableError,
+from layerops.bundle import ModelBundle
+from layerops.errors import RepositoryUnavailableError
+from layerops.repository._boundary import probe, probe_database, quiet_mlflow_logs, redact
+from layerops.repository._layout import (
+    BUNDLE_PATH,
+    DIGEST_TAG,
+    KIND_TAG,
+    MLFLOW_MODEL_TAG,
+    PARENT_TAG,
+    RUN_TAG,
 )
-from layerops.numbers import parse_natural
-from layerops.repository import _history
-from layerops.repository._boundary import probe, probe_database, quiet_mlflow_logs, redact, translated
-from layerops.repository._cache import fetch_bundle
-from layerops.repository._mlflow_model import MLFLOW_MODEL_PATH, save_mlflow_model
+from layerops.repository._registry import REGISTER_TIMEOUT_S, Registry
+from layerops.repository._runs import RunLog
 from layerops.repository._sqlite_init import initialise_sqlite
-from layerops.repository.api import (
-    AliasChange,
-    CandidateRun,
-    ModelSummary,
-    ModelVersion,
-    RunInfo,
-    TrainingRun,
-)
+from layerops.repository.api import AliasChange, ModelSummary, ModelVersion, RunInfo, TrainingRun
 
-DIGEST_TAG = "layerops.bundle_digest"
-"""Model-version tag: SHA-256 of the bundle's manifest.json, checked at every load."""
-KIND_TAG = "layerops.kind"
-RUN_TAG = "layerops.run_id"
-MLFLOW_MODEL_TAG = "layerops.mlflow_model_uri"
-"""Run and model-version tag: artifact URI of the same pipeline as an MLflow sklearn model, which
-`mlflow models serve` and `mlflow.pyfunc.load_model` accept (absent if that export failed)."""
-PARENT_TAG = "mlflow.parentRunId"
-BUNDLE_PATH = "bundle"
-REGISTER_TIMEOUT_S = 300
-_MAX_PARAM_CHARS = 6000
-_log = logging.getLogger(__name__)
+__all__ = [
+    "BUNDLE_PATH",
+    "DIGEST_TAG",
+    "KIND_TAG",
+    "MLFLOW_MODEL_TAG",
+    "PARENT_TAG",
+    "REGISTER_TIMEOUT_S",
+    "RUN_TAG",
+    "MlflowRepository",
+]
 
 
 class MlflowRepository:
@@ -73,8 +56,7 @@ class MlflowRepository:
         quiet_mlflow_logs()
         self._uri = tracking_uri
         self._registry_uri = registry_uri or tracking_uri
-        self._artifact_root = _as_uri(artifact_root) if artifact_root else None
-        self._cache_dir = cache_dir
+        artifact_root = _as_uri(artifact_root) if artifact_root else None
         for uri in dict.fromkeys((tracking_uri, self._registry_uri)):
             probe(uri)
             initialise_sqlite(uri)
@@ -86,6 +68,8 @@ class MlflowRepository:
             raise RepositoryUnavailableError(
                 f"cannot open the MLflow repository at {redact(tracking_uri)}: {text[0] if text else exc!r}"
             ) from exc
+        self._runs = RunLog(self._client, tracking_uri, artifact_root=artifact_root)
+        self._registry = Registry(self._client, tracking_uri, cache_dir=cache_dir)
 
     @property
     def tracking_uri(self) -> str:
@@ -96,292 +80,49 @@ class MlflowRepository:
 
     def log_training(self, run: TrainingRun, bundle_dir: Path) -> RunInfo:
         """Log a pipeline run with one nested run per candidate and the winner's bundle."""
-        winner = next((c for c in run.candidates if c.name == run.winner), None)
-        if winner is None:
-            raise RepositoryError(f"training run {run.pipeline!r}: winner {run.winner!r} is not a candidate")
-        digest = bundle_digest(bundle_dir)
-        bundle = load_bundle(bundle_dir, expected_digest=digest, native=False)  # never upload a broken bundle
-        experiment_id = self._experiment(run.pipeline)
-        action = f"logging training run {run.pipeline!r}"
-        started: list[str] = []
-        try:
-            with translated(self._uri, action):
-                tags = {**run.tags, KIND_TAG: "pipeline", "layerops.winner": run.winner, DIGEST_TAG: digest}
-                parent = self._client.create_run(experiment_id, tags=tags, run_name=run.pipeline)
-                parent_id = parent.info.run_id
-                started.append(parent_id)
-                self._client.log_batch(parent_id, params=_params(run.params))
-                for candidate in run.candidates:
-                    child_tags = {
-                        PARENT_TAG: parent_id,
-                        KIND_TAG: "candidate",
-                        "layerops.candidate": candidate.name,
-                    }
-                    child = self._client.create_run(experiment_id, tags=child_tags, run_name=candidate.name)
-                    started.append(child.info.run_id)
-                    self._log_candidate(child.info.run_id, candidate)
-                self._client.log_batch(parent_id, metrics=_metrics(winner.metrics))
-                self._client.log_text(parent_id, run.leaderboard_csv, "leaderboard.csv")
-                self._client.log_artifacts(parent_id, str(bundle_dir), BUNDLE_PATH)
-                if self._log_mlflow_model(parent_id, bundle.metadata, bundle_dir):
-                    model_uri = f"{parent.info.artifact_uri.rstrip('/')}/{MLFLOW_MODEL_PATH}"
-                    self._client.set_tag(parent_id, MLFLOW_MODEL_TAG, model_uri)
-                self._client.set_terminated(parent_id, "FINISHED")
-        except BaseException as exc:
-            self._mark_failed(started)
-            if isinstance(exc, LayeropsError) or not isinstance(exc, Exception):
-                raise
-            raise RepositoryError(f"{action} failed: {exc}") from exc
-        bundle_uri = f"{parent.info.artifact_uri.rstrip('/')}/{BUNDLE_PATH}"
-        return RunInfo(run_id=parent_id, experiment_id=experiment_id, bundle_uri=bundle_uri)
-
-    def _log_mlflow_model(self, run_id: str, metadata: BundleMetadata, bundle_dir: Path) -> bool:
-        """Log the pipeline as an MLflow sklearn model too; False (with a warning) if it fails.
-
-        The layerops bundle is the contract; this copy only lets MLflow's own tools serve the same
-        model, so a failure here does not fail the training run.
-        """
-        with tempfile.TemporaryDirectory(prefix="layerops-mlflow-model-") as tmp:
-            folder = Path(tmp) / MLFLOW_MODEL_PATH
-            try:
-                save_mlflow_model(bundle_dir, metadata, folder)
-            except Exception as exc:
-                _log.warning("not logging %s as an MLflow model: %s", metadata.name, exc)
-                return False
-            self._client.log_artifacts(run_id, str(folder), MLFLOW_MODEL_PATH)
-        return True
-
-    def _log_candidate(self, run_id: str, candidate: CandidateRun) -> None:
-        system = {
-            key if key.startswith("system/") else f"system/{key}": value
-            for key, value in candidate.system_metrics.items()
-        }
-        metrics = _metrics({**candidate.metrics, **system})
-        self._client.log_batch(run_id, metrics=metrics, params=_params(candidate.params))
-        trials = [{"params": params, "score": score} for params, score in candidate.trials]
-        self._client.log_text(run_id, json.dumps(trials, indent=2, default=str), "trials.json")
-        self._client.set_terminated(run_id, "FINISHED")
-
-    def _experiment(self, name: str) -> str:
-        with translated(self._uri, f"opening experiment {name!r}"):
-            experiment = self._client.get_experiment_by_name(name)
-            if experiment is None:
-                location = f"{self._artifact_root.rstrip('/')}/{name}" if self._artifact_root else None
-                try:
-                    return self._client.create_experiment(name, artifact_location=location)
-                except MlflowException as exc:  # another process created it meanwhile
-                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                        raise
-                    experiment = self._client.get_experiment_by_name(name)
-                    assert experiment is not None
-            if experiment.lifecycle_stage == "deleted":
-                self._client.restore_experiment(experiment.experiment_id)
-            return str(experiment.experiment_id)
-
-    def _mark_failed(self, run_ids: list[str]) -> None:
-        for run_id in run_ids:
-            try:
-                self._client.set_terminated(run_id, "FAILED")
-            except Exception:  # noqa: S112 - best effort: the original error is what matters
-                continue
+        return self._runs.log_training(run, bundle_dir)
 
     # -- registry ----------------------------------------------------------------------------
 
     def register(self, name: str, run: RunInfo, *, tags: dict[str, str] | None = None) -> ModelVersion:
         """Register the run's bundle as the next version of `name`."""
-        action = f"registering run {run.run_id} as model {name!r}"
-        with translated(self._uri, action, not_found=f"training run {run.run_id!r} does not exist"):
-            logged = self._client.get_run(run.run_id)
-        status, run_tags = logged.info.status, dict(logged.data.tags)
-        if status != "FINISHED" or run_tags.get(KIND_TAG) != "pipeline":
-            raise RepositoryError(
-                f"cannot register run {run.run_id}: it is not a finished layerops training run "
-                f"(status {status})"
-            )
-        digest = self._logged_digest(run.run_id)
-        if run_tags.get(DIGEST_TAG, digest) != digest:
-            raise BundleError(
-                f"the bundle logged in run {run.run_id} changed after logging (digest mismatch)"
-            )
-        version_tags = {key: value for key, value in run_tags.items() if not key.startswith("mlflow.")}
-        version_tags.update(tags or {})
-        version_tags.update({DIGEST_TAG: digest, RUN_TAG: run.run_id})
-        source = f"{logged.info.artifact_uri.rstrip('/')}/{BUNDLE_PATH}"
-        with translated(self._uri, action):
-            try:
-                self._client.create_registered_model(name)
-            except MlflowException as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-            created = self._client.create_model_version(
-                name, source, run_id=run.run_id, tags=version_tags, await_creation_for=REGISTER_TIMEOUT_S
-            )
-            version = self._client.get_model_version(name, created.version)
-        if version.status != "READY":
-            raise RepositoryError(
-                f"model {name!r} version {version.version} is {version.status}, not READY: "
-                f"{version.status_message or 'no reason given'}"
-            )
-        return _to_version(version, {})
-
-    def _logged_digest(self, run_id: str) -> str:
-        missing = f"training run {run_id} has no logged bundle"
-        with (
-            tempfile.TemporaryDirectory(prefix="layerops-manifest-") as tmp,
-            translated(self._uri, f"reading the bundle of run {run_id}", not_found=missing),
-        ):
-            try:
-                path = self._client.download_artifacts(run_id, f"{BUNDLE_PATH}/manifest.json", tmp)
-            except FileNotFoundError as exc:
-                raise NotFoundError(missing) from exc
-            return bundle_digest(Path(path).parent)
+        return self._registry.register(name, run, tags=tags)
 
     def list_models(self) -> list[ModelSummary]:
         """Every registered model."""
-        models: list[RegisteredModel] = []
-        with translated(self._uri, "listing registered models"):
-            token: str | None = None
-            while True:
-                page = self._client.search_registered_models(max_results=100, page_token=token)
-                models.extend(page)
-                token = page.token
-                if not token:
-                    break
-        return [
-            ModelSummary(
-                name=model.name,
-                latest_version=max((int(v.version) for v in model.latest_versions or []), default=None),
-                aliases={alias: int(version) for alias, version in (model.aliases or {}).items()},
-                description=model.description or "",
-            )
-            for model in sorted(models, key=lambda m: str(m.name))
-        ]
+        return self._registry.list_models()
 
     def list_versions(self, name: str) -> list[ModelVersion]:
         """Every version of `name`, newest first. Raises `NotFoundError`."""
-        model = self._model(name)
-        quote = '"' if "'" in name else "'"
-        found: list[MlflowVersion] = []
-        with translated(self._uri, f"listing versions of model {name!r}"):
-            token: str | None = None
-            while True:
-                page = self._client.search_model_versions(
-                    f"name = {quote}{name}{quote}", max_results=200, page_token=token
-                )
-                found.extend(page)
-                token = page.token
-                if not token:
-                    break
-        versions = [_to_version(v, model.aliases or {}) for v in found]
-        return sorted(versions, key=lambda v: v.version, reverse=True)
+        return self._registry.list_versions(name)
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         """One version. Raises `NotFoundError`."""
-        model = self._model(name)
-        return _to_version(self._mlflow_version(name, version), model.aliases or {})
+        return self._registry.get_version(name, version)
 
     def resolve_alias(self, name: str, alias: str) -> ModelVersion:
         """The version `alias` points to. Raises `NotFoundError`."""
-        model = self._model(name)
-        aliases = model.aliases or {}
-        if alias not in aliases:
-            raise NotFoundError(f"model {name!r} has no alias {alias!r}")
-        return _to_version(self._mlflow_version(name, int(aliases[alias])), aliases)
-
-    def _model(self, name: str) -> RegisteredModel:
-        with translated(
-            self._uri, f"reading model {name!r}", not_found=f"no registered model named {name!r}"
-        ):
-            return self._client.get_registered_model(name)
-
-    def _mlflow_version(self, name: str, version: int) -> MlflowVersion:
-        missing = f"model {name!r} has no version {version}"
-        with translated(self._uri, f"reading model {name!r} version {version}", not_found=missing):
-            return self._client.get_model_version(name, str(version))
+        return self._registry.resolve_alias(name, alias)
 
     # -- aliases -----------------------------------------------------------------------------
 
     def set_alias(self, name: str, alias: str, version: int, *, reason: str = "") -> AliasChange:
         """Point `alias` at `version`, recording the change in the history."""
-        model = self._model(name)
-        self._mlflow_version(name, version)
-        aliases = model.aliases or {}
-        previous = int(aliases[alias]) if alias in aliases else None
-        change = AliasChange(name, alias, version, previous, datetime.now(UTC), reason)
-        if previous == version:
-            return change  # nothing moved: nothing to record
-        action = f"pointing alias {alias!r} of model {name!r} at version {version}"
-        with translated(self._uri, action):
-            self._client.set_registered_model_alias(name, alias, str(version))
-            try:
-                key = _history.next_key(dict(model.tags or {}))
-                self._client.set_registered_model_tag(name, key, _history.encode(change))
-            except BaseException:
-                self._undo_alias(name, alias, previous)
-                raise
-        return change
-
-    def _undo_alias(self, name: str, alias: str, previous: int | None) -> None:
-        try:
-            if previous is None:
-                self._client.delete_registered_model_alias(name, alias)
-            else:
-                self._client.set_registered_model_alias(name, alias, str(previous))
-        except Exception:  # noqa: S110 - best effort: the history write error is raised instead
-            pass
+        return self._registry.set_alias(name, alias, version, reason=reason)
 
     def rollback(self, name: str, alias: str = "production", *, reason: str = "") -> AliasChange:
         """Move `alias` back to the version it pointed to before its last change."""
-        model = self._model(name)
-        changes = [
-            change for change in _history.decode(name, dict(model.tags or {})) if change.alias == alias
-        ]
-        last = changes[-1] if changes else None
-        if last is None or last.previous is None:
-            raise NotFoundError(f"model {name!r}: alias {alias!r} has no earlier version to roll back to")
-        aliases = model.aliases or {}
-        current = int(aliases[alias]) if alias in aliases else None
-        if current != last.version:
-            raise RepositoryError(
-                f"model {name!r}: alias {alias!r} points to version {current}, but its last recorded change "
-                f"set version {last.version}; it was moved outside layerops, so use set_alias instead"
-            )
-        note = f"rollback from version {current}" + (f": {reason}" if reason else "")
-        return self.set_alias(name, alias, last.previous, reason=note)
+        return self._registry.rollback(name, alias, reason=reason)
 
     def history(self, name: str) -> list[AliasChange]:
         """Every alias change of `name`, oldest first."""
-        return _history.decode(name, dict(self._model(name).tags or {}))
+        return self._registry.history(name)
 
     # -- bundles -----------------------------------------------------------------------------
 
     def load_bundle(self, name: str, ref: int | str, *, native: bool = True) -> ModelBundle:
         """Download and verify the bundle of a version number or an alias (see the protocol)."""
-        number = ref if isinstance(ref, int) else parse_natural(ref)
-        if number is not None:
-            version = self.get_version(name, number)
-        else:
-            version = self.resolve_alias(name, str(ref))
-        digest = version.tags.get(DIGEST_TAG)
-        if not digest:
-            raise BundleError(
-                f"model {name!r} version {version.version} has no {DIGEST_TAG} tag; "
-                "only versions registered by layerops can be loaded"
-            )
-        return fetch_bundle(
-            lambda folder: self._download(version, folder), digest, self._cache_dir, native=native
-        )
-
-    def _download(self, version: ModelVersion, destination: Path) -> Path:
-        missing = f"model {version.name!r} version {version.version}: bundle not found at {version.source}"
-        with translated(self._uri, f"downloading {version.source}", not_found=missing):
-            try:
-                path = download_artifacts(
-                    artifact_uri=version.source, dst_path=str(destination), tracking_uri=self._uri
-                )
-            except FileNotFoundError as exc:
-                raise NotFoundError(missing) from exc
-        return Path(path)
+        return self._registry.load_bundle(name, ref, native=native)
 
 
 def _as_uri(location: str) -> str:
@@ -389,28 +130,3 @@ def _as_uri(location: str) -> str:
     if "://" in location or location.startswith(("file:", "mlflow-artifacts:")):
         return location
     return Path(location).resolve().as_uri()
-
-
-def _params(params: dict[str, Any]) -> list[Param]:
-    return [Param(str(key), str(value)[:_MAX_PARAM_CHARS]) for key, value in sorted(params.items())]
-
-
-def _metrics(values: dict[str, float]) -> list[Metric]:
-    now = int(time.time() * 1000)
-    return [Metric(key, float(value), now, 0) for key, value in sorted(values.items())]
-
-
-def _to_version(version: MlflowVersion, aliases: dict[str, Any]) -> ModelVersion:
-    number = int(version.version)
-    names = {alias for alias, target in aliases.items() if int(target) == number}
-    names.update(version.aliases or [])
-    return ModelVersion(
-        name=version.name,
-        version=number,
-        run_id=version.run_id or None,
-        created_at=datetime.fromtimestamp(int(version.creation_timestamp) / 1000, tz=UTC),
-        aliases=tuple(sorted(names)),
-        tags=dict(version.tags or {}),
-        source=version.source or "",
-        description=version.description or "",
-    )
