@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from layerops.datasets import iris
 from layerops.delivery.app import create_app
+from layerops.delivery.runtime import build_runtime
 from layerops.delivery.settings import ServeSettings
 from layerops.repository.factory import open_repository
 from layerops.settings import Settings
@@ -136,7 +137,8 @@ def main() -> None:
         train_iris(home)
         settings = ServeSettings(home=home, api_keys=[KEY], reload_interval_seconds=0, extra_fields="ignore")
         with TestClient(
-            create_app(settings, open_repository(settings)), headers={"Authorization": f"Bearer {KEY}"}
+            create_app(build_runtime(settings, open_repository(settings))),
+            headers={"Authorization": f"Bearer {KEY}"},
         ) as client:
             client.post("/models/iris/predict", json=ROW)
             rows = []

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from layerops.bundle import BundleMetadata, FeatureSchema, Lineage
 from layerops.datasets import iris, shipping
 from layerops.delivery.app import create_app
+from layerops.delivery.runtime import build_runtime
 from layerops.delivery.settings import ServeSettings
 from layerops.repository.api import ModelRepository
 from layerops.repository.factory import open_repository
@@ -112,7 +113,7 @@ def serve_settings(served_home: Path) -> ServeSettings:
 @pytest.fixture
 def app(serve_settings: ServeSettings) -> FastAPI:
     """An app serving every production model of the shared home."""
-    return create_app(serve_settings, open_repository(serve_settings))
+    return create_app(build_runtime(serve_settings, open_repository(serve_settings)))
 
 
 @pytest.fixture

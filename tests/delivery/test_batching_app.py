@@ -18,6 +18,7 @@ from layerops.delivery.app import create_app
 from layerops.delivery.engines import Engine, EngineOutput
 from layerops.delivery.feeds import Columns
 from layerops.delivery.models import ServedModel
+from layerops.delivery.runtime import build_runtime
 from layerops.delivery.settings import ServeSettings
 from layerops.repository.factory import open_repository
 from tests.delivery.conftest import IRIS_ROW, IRIS_ROWS, USER, USER_KEY
@@ -48,10 +49,10 @@ class GatedEngine:
 
 def gate(app: FastAPI, name: str) -> tuple[ServedModel, GatedEngine]:
     """Serve `name` through a `GatedEngine` around its real engine (same version)."""
-    model = app.state.registry.get(name)
+    model = app.state.runtime.registry.get(name)
     engine = GatedEngine(model.engine)
     gated = dataclasses.replace(model, engine=engine, inline_rows=0)  # it blocks: never on the loop
-    app.state.registry.swap(gated)
+    app.state.runtime.registry.swap(gated)
     return gated, engine
 
 
@@ -93,7 +94,7 @@ def test_concurrent_predictions_through_the_app_equal_sequential_ones(
     calls = [(transport, row) for row in iris_rows(8) for transport in ("native", "v2", "mlflow")]
     sequential = [answer(client, transport, row) for transport, row in calls]
     model, engine = gate(app, "iris")
-    batcher = app.state.service.batcher(model)
+    batcher = app.state.runtime.service.batcher(model)
     engine.gate.clear()
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         first = pool.submit(answer, client, *calls[0])
@@ -117,9 +118,9 @@ def test_a_full_queue_answers_503_with_retry_after(served_home: Path) -> None:
         max_queue_rows=1,
         models=["iris"],
     )
-    with TestClient(create_app(settings, open_repository(settings)), headers=USER) as client:
+    with TestClient(create_app(build_runtime(settings, open_repository(settings))), headers=USER) as client:
         model, engine = gate(client.app, "iris")  # type: ignore[arg-type]
-        batcher = client.app.state.service.batcher(model)  # type: ignore[attr-defined]
+        batcher = client.app.state.runtime.service.batcher(model)  # type: ignore[attr-defined]
         engine.gate.clear()
         with ThreadPoolExecutor(max_workers=2) as pool:
             running = pool.submit(client.post, "/models/iris/predict", json=IRIS_ROW)
@@ -150,7 +151,7 @@ def test_an_engine_failure_is_a_500_for_the_request(app: FastAPI, client: TestCl
 def test_a_new_version_gets_a_new_batcher_while_the_old_queue_finishes_on_the_old_one(
     app: FastAPI, client: TestClient
 ) -> None:
-    service, registry = app.state.service, app.state.registry
+    service, registry = app.state.runtime.service, app.state.runtime.registry
     old, engine = gate(app, "iris")
     old_batcher = service.batcher(old)
     engine.gate.clear()

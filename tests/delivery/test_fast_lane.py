@@ -11,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 
 from layerops.delivery.app import create_app
 from layerops.delivery.fast_lane import PredictFastLane
+from layerops.delivery.runtime import build_runtime
 from layerops.delivery.settings import ServeSettings
 from layerops.repository.factory import open_repository
 from tests.delivery.conftest import IRIS_ROW, IRIS_ROWS, SHIPPING_ROW, USER
@@ -30,7 +31,7 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
 
 
 def _without_lane(settings: ServeSettings) -> FastAPI:
-    app = create_app(settings, open_repository(settings))
+    app = create_app(build_runtime(settings, open_repository(settings)))
     app.user_middleware = [m for m in app.user_middleware if m.cls is not PredictFastLane]
     return app
 
@@ -44,7 +45,7 @@ def _answer(client: TestClient, path: str, request: dict[str, Any]) -> tuple[int
 
 def test_the_lane_answers_every_case_exactly_as_the_framework_route(serve_settings: ServeSettings) -> None:
     settings = serve_settings.model_copy(update={"max_body_bytes": 20_000})
-    lane_app = create_app(settings, open_repository(settings))
+    lane_app = create_app(build_runtime(settings, open_repository(settings)))
     assert any(m.cls is PredictFastLane for m in lane_app.user_middleware)
     with (
         TestClient(lane_app, headers=USER) as with_lane,
@@ -91,7 +92,7 @@ def test_only_post_to_the_predict_path_takes_the_lane(
     client: TestClient, app: FastAPI, method: str, path: str, lane: bool
 ) -> None:
     inner = Recorder()
-    lane_app = PredictFastLane(inner, service=app.state.service, route=None)
+    lane_app = PredictFastLane(inner, service=app.state.runtime.service, route=None)
     response = TestClient(lane_app).request(method, path, json=IRIS_ROW)  # no lifespan: plain ASGI
     assert (inner.paths == []) is lane
     assert (response.status_code != 299) is lane

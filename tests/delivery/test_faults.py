@@ -33,6 +33,7 @@ from layerops.delivery.app import create_app
 from layerops.delivery.engines import Engine, EngineOutput, reference_frame
 from layerops.delivery.feeds import Columns
 from layerops.delivery.models import ServedModel
+from layerops.delivery.runtime import build_runtime
 from layerops.delivery.settings import ServeSettings
 from layerops.repository.api import CandidateRun, ModelRepository, TrainingRun
 from layerops.repository.factory import open_repository
@@ -98,7 +99,7 @@ def settings_for(home: Path, **options: Any) -> ServeSettings:
 def serve(home: Path, **options: Any) -> TestClient:
     """A client (user key by default) of an app over `home`; use it as a context manager."""
     settings = settings_for(home, **options)
-    return TestClient(create_app(settings, open_repository(settings)), headers=USER)
+    return TestClient(create_app(build_runtime(settings, open_repository(settings))), headers=USER)
 
 
 def app_of(client: TestClient) -> FastAPI:
@@ -192,7 +193,7 @@ def faulty() -> Iterator[Callable[[TestClient], tuple[ServedModel, FaultyEngine]
     engines: list[FaultyEngine] = []
 
     def swap(client: TestClient) -> tuple[ServedModel, FaultyEngine]:
-        registry = app_of(client).state.registry
+        registry = app_of(client).state.runtime.registry
         model = registry.get("iris")
         engine = FaultyEngine(model.engine)
         engines.append(engine)
@@ -464,7 +465,7 @@ def test_an_onnx_export_that_diverges_at_load_serves_with_the_native_engine(
 def client(home: Path) -> Iterator[TestClient]:
     """A client of an app over the module's home, answering 500s rather than raising them."""
     settings = settings_for(home)
-    app = create_app(settings, open_repository(settings))
+    app = create_app(build_runtime(settings, open_repository(settings)))
     with TestClient(app, headers=USER, raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -501,7 +502,7 @@ def test_requests_batched_with_a_failing_row_still_get_their_answers(
 ) -> None:
     with serve(home, models=["iris"], inline_budget_ms=0) as client:  # engine calls in the pool
         model, engine = faulty(client)
-        batcher = app_of(client).state.service.batcher(model)
+        batcher = app_of(client).state.runtime.service.batcher(model)
         engine.gate.clear()
         with ThreadPoolExecutor(max_workers=4) as pool:
             try:
@@ -543,7 +544,7 @@ def test_a_hanging_model_times_out_and_the_other_model_keeps_answering(
     # `inference_threads` (4), so more hanging requests than threads cannot starve shipping.
     with serve(home, request_timeout_seconds=1, inline_budget_ms=0) as client:
         model, engine = faulty(client)
-        batcher = app_of(client).state.service.batcher(model)
+        batcher = app_of(client).state.runtime.service.batcher(model)
         with ThreadPoolExecutor(max_workers=6) as pool:
             try:
                 hanging = _hang(client, engine, pool, 6)

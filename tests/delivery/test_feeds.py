@@ -105,7 +105,7 @@ def _same(a: EngineOutput, b: EngineOutput) -> None:
 def test_onnx_answers_are_unchanged_and_batching_does_not_change_them(
     app: FastAPI, client: TestClient, name: str, rows: list[dict[str, Any]]
 ) -> None:
-    model = app.state.registry.get(name)
+    model = app.state.runtime.registry.get(name)
     engine, validator = model.engine, model.validator
     assert engine.name == "onnx"
     batch = validator.row_feeds(rows)

@@ -17,6 +17,7 @@ from layerops.delivery.app import create_app
 from layerops.delivery.auth import KeyStore, key_store
 from layerops.delivery.http_errors import Transport, redact_paths, transport_of
 from layerops.delivery.middleware import TimeoutMiddleware
+from layerops.delivery.runtime import build_runtime
 from layerops.delivery.settings import ModelRef, ServeSettings
 from layerops.errors import LayeropsError
 from layerops.numbers import parse_natural
@@ -137,7 +138,9 @@ def test_unicode_digits_in_paths_queries_and_headers_are_4xx(client: TestClient)
 @pytest.fixture
 def small_limits_client(serve_settings: ServeSettings) -> Iterator[TestClient]:
     settings = serve_settings.model_copy(update={"max_body_bytes": 2000})
-    with TestClient(create_app(settings, open_repository(settings)), headers=USER) as test_client:
+    with TestClient(
+        create_app(build_runtime(settings, open_repository(settings))), headers=USER
+    ) as test_client:
         yield test_client
 
 
@@ -232,7 +235,7 @@ class CountingRepository:
 
 def test_versions_load_on_demand_only_where_allowed(serve_settings: ServeSettings) -> None:
     repository = open_repository(serve_settings)
-    with TestClient(create_app(serve_settings, repository), headers=USER) as test_client:
+    with TestClient(create_app(build_runtime(serve_settings, repository)), headers=USER) as test_client:
         response = test_client.post("/models/iris/versions/2/predict", json=IRIS_ROW)
         assert (
             response.status_code == 404
@@ -242,7 +245,7 @@ def test_versions_load_on_demand_only_where_allowed(serve_settings: ServeSetting
 
     counting = CountingRepository(repository)
     settings = serve_settings.model_copy(update={"on_demand_versions": ["iris@*"]})
-    with TestClient(create_app(settings, counting), headers=USER) as test_client:  # type: ignore[arg-type]
+    with TestClient(create_app(build_runtime(settings, counting)), headers=USER) as test_client:  # type: ignore[arg-type]
         before = len(counting.lookups)
         for _ in range(3):  # a version that fails to load is not looked up again on every request
             response = test_client.post("/models/iris/versions/99/predict", json=IRIS_ROW)
@@ -275,7 +278,7 @@ def test_redact_paths(text: str, redacted: str) -> None:
 
 
 def test_public_readiness_hides_paths_the_admin_view_shows_them(client: TestClient) -> None:
-    registry = client.app.state.registry  # type: ignore[attr-defined]
+    registry = client.app.state.runtime.registry  # type: ignore[attr-defined]
     registry.fail("iris", "model iris@production: cannot read /srv/secret/artifacts/model.onnx")
     try:
         public = client.get("/health/ready", headers={"Authorization": ""}).json()

@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from layerops.delivery.app import create_app
 from layerops.delivery.http_errors import Transport
+from layerops.delivery.runtime import build_runtime
 from layerops.delivery.settings import ServeSettings
 from layerops.repository.factory import open_repository
 from tests.delivery.conftest import IRIS_ROW, SHIPPING_ROW
@@ -148,7 +149,7 @@ CASES: dict[str, Case] = {
 @pytest.fixture(scope="module")
 def hostile_client(served_home: Any) -> Iterator[TestClient]:
     settings = ServeSettings(home=served_home, api_keys=["k" * 24], reload_interval_seconds=0)
-    app = create_app(settings, open_repository(settings))
+    app = create_app(build_runtime(settings, open_repository(settings)))
     with TestClient(app, headers={"Authorization": "Bearer " + "k" * 24}) as client:
         for builder in TRANSPORTS.values():  # warm every path once, so the baseline holds its imports
             request = builder([IRIS_ROW])

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from layerops import __version__
 from layerops.delivery.app import create_app
+from layerops.delivery.runtime import build_runtime
 from layerops.delivery.settings import ServeSettings
 from layerops.repository.factory import open_repository
 from tests.delivery.conftest import IRIS_ROW, IRIS_ROWS, SHIPPING_ROW, SHIPPING_ROWS, USER
@@ -102,7 +103,9 @@ def test_choosing_the_model(client: TestClient) -> None:
 def iris_only(serve_settings: ServeSettings) -> Iterator[TestClient]:
     """A client of a server that serves iris alone."""
     settings = serve_settings.model_copy(update={"models": ["iris"]})
-    with TestClient(create_app(settings, open_repository(settings)), headers=USER) as test_client:
+    with TestClient(
+        create_app(build_runtime(settings, open_repository(settings))), headers=USER
+    ) as test_client:
         yield test_client
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from layerops.delivery.app import create_app
+from layerops.delivery.runtime import build_runtime
 from layerops.delivery.settings import ServeSettings
 from layerops.repository.api import ModelRepository
 from layerops.spec import parse_spec
@@ -44,7 +45,7 @@ def _client(home: Path, **options: object) -> TestClient:
     )
     from layerops.repository.factory import open_repository
 
-    return TestClient(create_app(settings, open_repository(settings)), headers=USER)
+    return TestClient(create_app(build_runtime(settings, open_repository(settings))), headers=USER)
 
 
 def test_reload_swaps_in_the_promoted_version(tmp_path: Path) -> None:

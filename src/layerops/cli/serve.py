@@ -23,11 +23,12 @@ if TYPE_CHECKING:
 def app_factory() -> FastAPI:
     """Build the app from the environment (called by uvicorn in each worker)."""
     from layerops.delivery.app import create_app
+    from layerops.delivery.runtime import build_runtime
     from layerops.delivery.settings import ServeSettings
     from layerops.repository.factory import open_repository
 
     settings = ServeSettings()
-    return create_app(settings, open_repository(settings))
+    return create_app(build_runtime(settings, open_repository(settings)))
 
 
 def serve(
@@ -142,8 +143,9 @@ def serve(
 
 def preflight(app: FastAPI, degraded: bool) -> str:
     """Run `app`'s initiating phase now (raises `LayeropsError`); describe what it serves."""
-    app.state.reloader.load_all(degraded=degraded)
-    return ", ".join(f"{m.name} v{m.version} ({m.engine.name})" for m in app.state.registry.models())
+    runtime = app.state.runtime
+    runtime.reloader.load_all(degraded=degraded)
+    return ", ".join(f"{m.name} v{m.version} ({m.engine.name})" for m in runtime.registry.models())
 
 
 def _preflight_child(degraded: bool, answers: Connection) -> None:
