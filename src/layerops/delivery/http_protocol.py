@@ -65,9 +65,11 @@ class HeaderTimer:
             transport.close()
 
 
-class HeaderTimeoutHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, closing connections slower than `header_timeout` seconds to
-    send a request's headers."""
+class _HeaderDeadline:
+    """What both protocols add to uvicorn's: the header deadline from connection to loss, and a
+    shutdown that reads what already arrived. Mixed in before the uvicorn protocol class."""
+
+    loop: asyncio.AbstractEventLoop
 
     def __init__(
         self,
@@ -78,12 +80,27 @@ class HeaderTimeoutHttpToolsProtocol(HttpToolsProtocol):
         *,
         header_timeout: float,
     ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+        super().__init__(config, server_state, app_state, _loop)  # type: ignore[call-arg]
         self.header_timer = HeaderTimer(self.loop, header_timeout)
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self.header_timer.arm(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.header_timer.disarm()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def shutdown(self) -> None:
+        # Bytes of a request may have arrived but not been read yet (the loop was busy): closing
+        # now would answer them with a reset. Read what waits first; the server keeps running
+        # until every connection is closed, so a request found then is answered, then closed.
+        self.loop.call_later(SHUTDOWN_READ_GRACE_SECONDS, super().shutdown)  # type: ignore[misc]
+
+
+class HeaderTimeoutHttpToolsProtocol(_HeaderDeadline, HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing connections slower than `header_timeout` seconds to
+    send a request's headers."""
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -93,36 +110,10 @@ class HeaderTimeoutHttpToolsProtocol(HttpToolsProtocol):
         self.header_timer.disarm()
         super().on_headers_complete()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.header_timer.disarm()
-        super().connection_lost(exc)
 
-    def shutdown(self) -> None:
-        # Bytes of a request may have arrived but not been read yet (the loop was busy): closing
-        # now would answer them with a reset. Read what waits first; the server keeps running
-        # until every connection is closed, so a request found then is answered, then closed.
-        self.loop.call_later(SHUTDOWN_READ_GRACE_SECONDS, super().shutdown)
-
-
-class HeaderTimeoutH11Protocol(H11Protocol):
+class HeaderTimeoutH11Protocol(_HeaderDeadline, H11Protocol):
     """uvicorn's h11 protocol, closing connections slower than `header_timeout` seconds to send a
     request's headers."""
-
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-        *,
-        header_timeout: float,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self.header_timer = HeaderTimer(self.loop, header_timeout)
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.header_timer.arm(transport)
 
     def handle_events(self) -> None:
         super().handle_events()
@@ -133,16 +124,6 @@ class HeaderTimeoutH11Protocol(H11Protocol):
             self.header_timer.disarm()
         elif self.conn.trailing_data[0]:
             self.header_timer.arm(self.transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.header_timer.disarm()
-        super().connection_lost(exc)
-
-    def shutdown(self) -> None:
-        # Bytes of a request may have arrived but not been read yet (the loop was busy): closing
-        # now would answer them with a reset. Read what waits first; the server keeps running
-        # until every connection is closed, so a request found then is answered, then closed.
-        self.loop.call_later(SHUTDOWN_READ_GRACE_SECONDS, super().shutdown)
 
 
 def header_timeout_protocol(
