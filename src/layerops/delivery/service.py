@@ -1,5 +1,10 @@
 """The one inference service every transport calls: native routes, KServe V2, MLflow, the CLI.
 
+`infer(InferenceRequest) -> Answer` is the one entry point: a transport decodes its wire format
+into a request (which model, optionally which version, and how to turn the body into the
+model's feeds) and encodes the answer; resolution, the inline-or-pool rule, validation,
+batching, timing and the request observers are all here.
+
 A request is validated into its engine's feeds (on the event loop when small, where a thread
 hop would cost more than the work; in the pool when large), then handed to the micro-batcher of
 the exact model version it resolved (`batching.py`), which runs engine calls in a fixed thread
@@ -13,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -35,10 +41,47 @@ ModelBatchObserver = Callable[[ServedModel, int, Sequence[float]], None]
 PolicyFor = Callable[[str], BatchPolicy]
 """The batching policy of a model name."""
 
-INLINE_ROWS = 32
-"""Requests of at most this many rows are validated on the event loop; larger ones in the pool."""
 INLINE_BYTES = 4096
-"""Bodies of at most this many bytes are decoded on the event loop by the transports."""
+"""Bodies of at most this many bytes (of a cheap format) are decoded on the event loop; larger
+ones in the decode pool. The one inline rule of every transport."""
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRequest:
+    """A request for predictions, whatever the transport it came by."""
+
+    model: str
+    decode: Callable[[ServedModel], Feeds]
+    """Turns the body into the resolved model's feeds (parsing and validation; raises
+    `InputError` or `MalformedBodyError`). Runs on the event loop or in the decode pool."""
+    version: int | None = None
+    """A pinned version; None: the version served now."""
+    size: int = 0
+    """The body's size in bytes (the inline rule reads it)."""
+    cheap: bool = True
+    """False for formats that cost more per byte than JSON (CSV through pandas): always the pool."""
+    request_id: str | None = None
+    routing_key: str | None = None
+    """What traffic policies will assign a variant by (a user id, a session)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The prediction for one request, with what served it and how long it took."""
+
+    prediction: Prediction
+    seconds: float
+    """From resolution to the prediction, decoding included."""
+    variant: str | None = None
+
+    @property
+    def version(self) -> int:
+        """The model version that answered."""
+        return self.prediction.model.version
+
+
+RequestObserver = Callable[[InferenceRequest, Feeds, Answer], None]
+"""Told every answered request (on the event loop: keep it cheap), e.g. a prediction log."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +133,7 @@ class InferenceService:
         observer: PredictionObserver | None = None,
         policy: PolicyFor | None = None,
         on_batch: ModelBatchObserver | None = None,
+        request_observers: Sequence[RequestObserver] = (),
     ) -> None:
         self.registry = registry
         self.loader = loader
@@ -102,6 +146,7 @@ class InferenceService:
         self._observer = observer
         self._policy = policy or (lambda name: BatchPolicy())
         self._on_batch = on_batch
+        self.request_observers = list(request_observers)
         self._batchers: dict[tuple[str, int], tuple[ServedModel, MicroBatcher]] = {}
         self._lock = threading.Lock()  # reload hooks retire batchers from other threads
 
@@ -186,8 +231,14 @@ class InferenceService:
         """Validated feeds → the model's prediction for exactly these rows (batched with others)."""
         return Prediction(model, await self.batcher(model).submit(feeds))
 
-    async def predict_rows(self, model: ServedModel, payload: Any) -> Prediction:
-        """One JSON object or a list of objects → a prediction (raises `InputError` on bad input)."""
-        rows = 1 if isinstance(payload, Mapping) else len(payload) if isinstance(payload, list) else 0
-        feeds = await self.prepare(rows <= INLINE_ROWS, partial(model.validator.row_feeds, payload))
-        return await self.predict_feeds(model, feeds)
+    async def infer(self, request: InferenceRequest) -> Answer:
+        """The one entry point: resolve, decode (inline or in the pool), batch, predict, observe."""
+        started = time.perf_counter()
+        model = await self.resolve(request.model, request.version)
+        inline = request.cheap and request.size <= INLINE_BYTES
+        feeds = await self.prepare(inline, partial(request.decode, model))
+        prediction = await self.predict_feeds(model, feeds)
+        answer = Answer(prediction, time.perf_counter() - started)
+        for observer in self.request_observers:
+            observer(request, feeds, answer)
+        return answer

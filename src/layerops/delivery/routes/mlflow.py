@@ -32,10 +32,11 @@ from layerops.delivery.http_errors import (
     parse_json,
 )
 from layerops.delivery.inputs import InputValidator
+from layerops.delivery.middleware import request_state
 from layerops.delivery.models import ServedModel
 from layerops.delivery.responses import error_responses
 from layerops.delivery.routes.native import json_response, mark
-from layerops.delivery.service import INLINE_BYTES, InferenceService
+from layerops.delivery.service import InferenceRequest, InferenceService
 from layerops.errors import InputError, LayeropsError
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -221,7 +222,7 @@ def build_router(service: InferenceService) -> APIRouter:
             "choose one with ?model=NAME or an X-Model-Name header"
         )
 
-    def feeds_of(model: ServedModel, body: bytes, media: str) -> Feeds:
+    def feeds_of(model: ServedModel, *, body: bytes, media: str) -> Feeds:
         if media == "text/csv":
             return model.validator.column_feeds(parse_csv(body, model.validator))
         payload = parse_payload(parse_json(body), model.validator.names, model.validator.max_rows)
@@ -252,10 +253,13 @@ def build_router(service: InferenceService) -> APIRouter:
         name = model_name(model, x_model_name)
         media = media_type(request.headers.get("content-type"))
         body = await request.body()
-        served = service.model(name)
-        inline = media == "application/json" and len(body) <= INLINE_BYTES  # CSV goes through pandas
-        feeds = await service.prepare(inline, partial(feeds_of, served, body, media))
-        prediction = await service.predict_feeds(served, feeds)
+        request_id = request_state(request.scope).get("request_id")
+        decode = partial(feeds_of, body=body, media=media)
+        cheap = media == "application/json"  # CSV goes through pandas: always the pool
+        answer = await service.infer(
+            InferenceRequest(name, decode, size=len(body), cheap=cheap, request_id=request_id)
+        )
+        prediction = answer.prediction
         return json_response(
             {"predictions": prediction.predictions()}, headers=mark(request, prediction.model)
         )

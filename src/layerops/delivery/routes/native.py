@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from layerops.delivery.feeds import Feeds
 from layerops.delivery.http_errors import Transport, parse_json
 from layerops.delivery.middleware import request_state
 from layerops.delivery.models import ServedModel
 from layerops.delivery.responses import MODEL_ROUTE, PREDICT_ROUTE, error_responses
-from layerops.delivery.service import INLINE_BYTES, InferenceService, Prediction
+from layerops.delivery.service import InferenceRequest, InferenceService
 
 PREDICT_PATH = "/models/{name}/predict"
 """The native predict route of a model's served version."""
@@ -45,9 +45,12 @@ async def predict_body(
     Shared by the framework route and the fast lane (`fast_lane.py`), which answers the same
     path without the router. Domain errors propagate (the caller renders them).
     """
-    payload = await service.prepare(len(body) <= INLINE_BYTES, partial(parse_json, body))
-    model = await service.resolve(name, version)
-    prediction: Prediction = await service.predict_rows(model, payload)
+
+    def decode(model: ServedModel) -> Feeds:
+        return model.validator.row_feeds(parse_json(body))
+
+    request = InferenceRequest(name, decode, version, size=len(body), request_id=state.get("request_id"))
+    prediction = (await service.infer(request)).prediction
     return json_response(prediction.as_dict(), headers=mark_state(state, prediction.model))
 
 

@@ -24,6 +24,7 @@ from layerops.delivery.http_errors import (
     answer_errors_with,
     domain_error_response,
 )
+from layerops.delivery.middleware import request_state
 from layerops.delivery.models import ServedModel
 from layerops.delivery.responses import MODEL_ROUTE, error_responses
 from layerops.delivery.routes.native import json_response, mark
@@ -34,7 +35,7 @@ from layerops.delivery.routes.v2_tensors import (
     read_inputs,
     split_body,
 )
-from layerops.delivery.service import INLINE_BYTES, InferenceService, Prediction
+from layerops.delivery.service import INLINE_BYTES, InferenceRequest, InferenceService, Prediction
 from layerops.errors import BundleError, InputError, LayeropsError, NotFoundError
 from layerops.numbers import parse_natural
 
@@ -155,13 +156,16 @@ def build_router(service: InferenceService) -> APIRouter:
     async def infer(request: Request, model_name: str, model_version: str | None = None) -> Response:
         version = _version(model_name, model_version)
         body = await request.body()
-        small = len(body) <= INLINE_BYTES
         header = request.headers.get(BINARY_HEADER)
-        inference, blob = await service.prepare(small, partial(split_body, body, header))
-        model = await service.resolve(model_name, version)
+        inference, blob = await service.prepare(len(body) <= INLINE_BYTES, partial(split_body, body, header))
+        decode = partial(_feeds, inference=inference, blob=blob)
+        state = request_state(request.scope)
+        answer = await service.infer(
+            InferenceRequest(model_name, decode, version, size=len(body), request_id=state.get("request_id"))
+        )
+        prediction = answer.prediction
+        model = prediction.model
         outputs = requested_outputs(inference, model)
-        feeds = await service.prepare(small, partial(_feeds, model, inference, blob))
-        prediction = await service.predict_feeds(model, feeds)
         request_id = inference.get("id")
         response: dict[str, Any] = {"model_name": model.name, "model_version": str(model.version)}
         if request_id is not None:
@@ -172,8 +176,9 @@ def build_router(service: InferenceService) -> APIRouter:
     async def _model(name: str, version: str | None) -> ServedModel:
         return await service.resolve(name, _version(name, version))  # loads an uncached version off the loop
 
-    def _feeds(model: ServedModel, request: dict[str, Any], blob: bytes) -> Feeds:
-        tensors = read_inputs(request, blob, max_inputs=model.validator.max_fields)
+    def _feeds(model: ServedModel, *, inference: dict[str, Any], blob: bytes) -> Feeds:
+        requested_outputs(inference, model)  # an unknown output is refused before any work
+        tensors = read_inputs(inference, blob, max_inputs=model.validator.max_fields)
         return model.validator.column_feeds(columns_of(model, tensors))
 
     infer_docs: dict[str, Any] = {
