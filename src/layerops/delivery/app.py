@@ -14,13 +14,12 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match
 from starlette.types import Scope
 
 from layerops import __version__
-from layerops.delivery.fast_lane import PredictFastLane
 from layerops.delivery.http_errors import Transport, install_error_handlers
 from layerops.delivery.middleware import (
     AccessLogMiddleware,
@@ -35,6 +34,7 @@ from layerops.delivery.models import ServedModel
 from layerops.delivery.responses import ALWAYS, error_responses
 from layerops.delivery.routes import health, native, v2
 from layerops.delivery.routes import mlflow as mlflow_scoring
+from layerops.delivery.routes.predict import predict_route
 from layerops.delivery.runtime import ServingRuntime, settle_heap
 
 log = logging.getLogger("layerops.delivery")
@@ -49,13 +49,11 @@ ADMIN_PREFIXES = ("/admin/",)
 def create_app(runtime: ServingRuntime) -> FastAPI:
     """A ready-to-run ASGI app over `runtime`: its routes, middleware and lifespan."""
     settings, service = runtime.settings, runtime.service
-    documented: dict[str, Any] = {}  # model name → its documented predict route
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(runtime.start)  # unless a caller ran it already (preflight)
         for model in runtime.registry.models():
-            documented[model.name] = native.add_documented_predict_route(app.router, service, model)
             if model.engine_note:
                 log.warning(
                     "%s v%s serves with the native engine: %s", model.name, model.version, model.engine_note
@@ -75,17 +73,14 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
         lifespan=lifespan,
     )
 
-    def document(new: ServedModel) -> None:  # the new version may take other inputs: document them
-        route = documented.get(new.name)
-        if route is not None:
-            for attribute, value in native.documented_predict(new).items():
-                setattr(route, attribute, value)
-        app.openapi_schema = None
-
-    runtime.swap_listeners.append(document)
+    _document_each_model(app, runtime)
     install_error_handlers(app)
-    native_router = native.build_router(service)
-    for router in (native_router, v2.build_router(service), mlflow_scoring.build_router(service)):
+    app.router.routes.append(predict_route(service))  # before every router: the hottest route matches early
+    for router in (
+        native.build_router(service),
+        v2.build_router(service),
+        mlflow_scoring.build_router(service),
+    ):
         app.include_router(router)
     app.include_router(health.build_router(runtime.registry, runtime.reloader))
     app.add_api_route(
@@ -97,7 +92,7 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
         responses=error_responses(Transport.NATIVE, *ALWAYS),
         response_class=PlainTextResponse,  # the text exposition format
     )
-    _add_middleware(app, runtime, native_router)
+    _add_middleware(app, runtime)
     app.state.runtime = runtime
     return app
 
@@ -110,17 +105,34 @@ def _metrics_route(runtime: ServingRuntime) -> Callable[[], Awaitable[Response]]
     return prometheus
 
 
-def _add_middleware(app: FastAPI, runtime: ServingRuntime, native_router: APIRouter) -> None:
+def _document_each_model(app: FastAPI, runtime: ServingRuntime) -> None:
+    """`/openapi.json` lists `POST /models/<name>/predict` with each served model's input schema,
+    built from the registry when the document is asked for (a reload only drops the cache)."""
+    generic = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generic()
+            for model in runtime.registry.models():
+                schema["paths"][f"/models/{model.name}/predict"] = {"post": native.predict_operation(model)}
+        return app.openapi_schema or {}
+
+    def forget(_: ServedModel) -> None:
+        app.openapi_schema = None
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    runtime.swap_listeners.append(forget)
+
+
+def _add_middleware(app: FastAPI, runtime: ServingRuntime) -> None:
     """The middleware stack; a request passes metrics → request id → access log → error boundary →
-    auth → body limit → timeout → the predict fast lane (its own path only) → routes."""
+    auth → body limit → timeout → routes."""
     settings = runtime.settings
 
     def routable(scope: Scope) -> bool:  # read at call time: reloads add documented routes
         return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
 
-    predict_route = next(r for r in native_router.routes if getattr(r, "path", None) == native.PREDICT_PATH)
-    app.add_middleware(PredictFastLane, service=runtime.service, route=predict_route)  # innermost first
-    app.add_middleware(
+    app.add_middleware(  # innermost first
         TimeoutMiddleware, default_seconds=settings.request_timeout_seconds, per_model=settings.model_timeouts
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

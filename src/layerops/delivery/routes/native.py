@@ -16,7 +16,7 @@ from layerops.delivery.responses import MODEL_ROUTE, PREDICT_ROUTE, error_respon
 from layerops.delivery.service import InferenceRequest, InferenceService
 
 PREDICT_PATH = "/models/{name}/predict"
-"""The native predict route of a model's served version."""
+"""The native predict route of a model's served version (`routes/predict.py`)."""
 
 
 def json_response(body: Any, *, headers: dict[str, str] | None = None, status: int = 200) -> Response:
@@ -42,8 +42,8 @@ async def predict_body(
 ) -> Response:
     """The native predict answer for a raw body: one JSON object or a list of objects.
 
-    Shared by the framework route and the fast lane (`fast_lane.py`), which answers the same
-    path without the router. Domain errors propagate (the caller renders them).
+    Shared by the versioned route and `routes/predict.py`, which answers the current version's
+    path. Domain errors propagate (the caller renders them).
     """
 
     def decode(model: ServedModel) -> Feeds:
@@ -90,12 +90,6 @@ def build_router(service: InferenceService) -> APIRouter:
     async def _predict(request: Request, name: str, version: int | None) -> Response:
         return await predict_body(service, request_state(request.scope), name, version, await request.body())
 
-    # Requests to this path are answered by the fast lane (same `predict_body`); the route stays
-    # as the fallback and gives metrics and logs their route template.
-    @router.post(PREDICT_PATH, summary="Predict with the served version", include_in_schema=False)
-    async def predict(name: str, request: Request) -> Response:
-        return await _predict(request, name, None)
-
     @router.post(
         "/models/{name}/versions/{version}/predict",
         summary="Predict with an explicit version",
@@ -113,35 +107,18 @@ def build_router(service: InferenceService) -> APIRouter:
     return router
 
 
-def documented_predict(model: ServedModel) -> dict[str, Any]:
-    """The OpenAPI summary and request body of `POST /models/<name>/predict` for `model`'s schema."""
+def predict_operation(model: ServedModel) -> dict[str, Any]:
+    """The OpenAPI operation of `POST /models/<name>/predict` for `model`'s input schema."""
     row = model.validator.json_schema()
     schema = {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
+    responses = {str(k): v for k, v in error_responses(Transport.NATIVE, *PREDICT_ROUTE).items()}
     return {
+        "tags": ["models"],
         "summary": f"Predict with {model.name} ({model.metadata.task})",
-        "openapi_extra": {
-            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}
+        "operationId": f"predict_{model.name}",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+        "responses": {
+            "200": {"description": "Predictions", "content": {"application/json": {"schema": {}}}},
+            **responses,
         },
     }
-
-
-def add_documented_predict_route(router_owner: Any, service: InferenceService, model: ServedModel) -> Any:
-    """Add `POST /models/<name>/predict` with the model's typed request schema to the OpenAPI docs.
-
-    Returns the route, so a reload can document the new version's schema (`documented_predict`).
-    """
-
-    async def predict(request: Request) -> Response:
-        return await predict_body(
-            service, request_state(request.scope), model.name, None, await request.body()
-        )
-
-    router_owner.add_api_route(
-        f"/models/{model.name}/predict",
-        predict,
-        methods=["POST"],
-        tags=["models"],
-        responses=error_responses(Transport.NATIVE, *PREDICT_ROUTE),
-        **documented_predict(model),
-    )
-    return router_owner.routes[-1]
