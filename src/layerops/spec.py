@@ -273,7 +273,7 @@ def _check_range(value: dict[str, Any]) -> str | None:
     return None
 
 
-def _candidate_problems(spec: PipelineSpec) -> list[str]:
+def _candidate_problems(spec: PipelineSpec) -> list[str]:  # noqa: C901 - one check per spec rule, listed flat
     problems: list[str] = []
     seen: set[str] = set()
     for index, candidate in enumerate(spec.candidates):

@@ -31,7 +31,7 @@ def app_factory() -> FastAPI:
     return create_app(build_runtime(settings, open_repository(settings)))
 
 
-def serve(
+def serve(  # noqa: PLR0913 - a typer command: each option is a parameter
     ctx: typer.Context,
     model: Annotated[
         list[str] | None,

@@ -198,7 +198,7 @@ def train(
     return result
 
 
-def _train_candidate(
+def _train_candidate(  # noqa: PLR0913 - to become a context object when issue 11 reworks the runner
     name: str,
     spec: PipelineSpec,
     task: Task,
@@ -255,7 +255,7 @@ def _train_candidate(
     return outcome
 
 
-def _make_bundle(
+def _make_bundle(  # noqa: PLR0913 - to become a context object when issue 11 reworks the runner
     spec: PipelineSpec,
     task: Task,
     classes: list[str] | None,

@@ -97,7 +97,7 @@ class _Objective:
         return score(self.task, ys, pred, proba).get(self.metric, math.nan), model
 
 
-def tune(
+def tune(  # noqa: PLR0913 - to become a context object when issue 11 reworks the runner
     name: str,
     task: Task,
     space: Space,

@@ -34,7 +34,7 @@ class ApiKeyMiddleware:
     so there is nothing to protect, and `TRACE /admin/reload` is a 405 whatever the key.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - ASGI middleware: the app plus keyword options
         self,
         app: ASGIApp,
         *,
