@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -48,31 +48,13 @@ ADMIN_PREFIXES = ("/admin/",)
 
 def create_app(runtime: ServingRuntime) -> FastAPI:
     """A ready-to-run ASGI app over `runtime`: its routes, middleware and lifespan."""
-    settings, service = runtime.settings, runtime.service
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(runtime.start)  # unless a caller ran it already (preflight)
-        for model in runtime.registry.models():
-            if model.engine_note:
-                log.warning(
-                    "%s v%s serves with the native engine: %s", model.name, model.version, model.engine_note
-                )
-        settle_heap()
-        async with anyio.create_task_group() as group:
-            if settings.reload_interval_seconds > 0:
-                group.start_soon(runtime.reloader.poll, settings.reload_interval_seconds)
-            yield
-            group.cancel_scope.cancel()
-        service.close()
-
+    service = runtime.service
     app = FastAPI(
         title="layerops",
         version=__version__,
         description="Models served from the layerops repository.",
-        lifespan=lifespan,
+        lifespan=_lifespan(runtime),
     )
-
     _document_each_model(app, runtime)
     install_error_handlers(app)
     app.router.routes.append(predict_route(service))  # before every router: the hottest route matches early
@@ -95,6 +77,30 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
     _add_middleware(app, runtime)
     app.state.runtime = runtime
     return app
+
+
+def _lifespan(runtime: ServingRuntime) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The initiating phase (unless a caller ran it already: preflight), the alias poll while the
+    app runs, and the service's close at the end."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(runtime.start)
+        for model in runtime.registry.models():
+            if model.engine_note:
+                log.warning(
+                    "%s v%s serves with the native engine: %s", model.name, model.version, model.engine_note
+                )
+        settle_heap()
+        interval = runtime.settings.reload_interval_seconds
+        async with anyio.create_task_group() as group:
+            if interval > 0:
+                group.start_soon(runtime.reloader.poll, interval)
+            yield
+            group.cancel_scope.cancel()
+        runtime.service.close()
+
+    return lifespan
 
 
 def _metrics_route(runtime: ServingRuntime) -> Callable[[], Awaitable[Response]]:
