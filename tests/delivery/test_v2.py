@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from layerops import __version__
-from layerops.delivery.routes.v2 import v2_error
+from layerops.delivery.http_errors import Transport, domain_error_response
 from layerops.errors import InputError, ModelNotReadyError, NotFoundError
 from tests.delivery.conftest import IRIS_ROW, IRIS_ROWS, SHIPPING_ROW, SHIPPING_ROWS
 
@@ -297,9 +297,9 @@ def test_malformed_requests_are_400(client: TestClient) -> None:
 
 
 def test_error_statuses() -> None:
-    assert v2_error(InputError("bad")).status_code == 400
-    assert v2_error(NotFoundError("gone")).status_code == 404
-    not_ready = v2_error(ModelNotReadyError("loading"))
+    assert domain_error_response(InputError("bad"), Transport.V2).status_code == 400
+    assert domain_error_response(NotFoundError("gone"), Transport.V2).status_code == 404
+    not_ready = domain_error_response(ModelNotReadyError("loading"), Transport.V2)
     assert not_ready.status_code == 503 and not_ready.headers["Retry-After"] == "1"
     assert orjson.loads(not_ready.body) == {"error": "loading"}
 

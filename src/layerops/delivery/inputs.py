@@ -168,7 +168,7 @@ class InputValidator:
         records = [payload] if isinstance(payload, Mapping) else payload
         if not isinstance(records, list) or not records:
             raise InputError("the body must be a JSON object (one row) or a non-empty list of objects")
-        self._check_count(len(records))
+        self.check_count(len(records))
         problems: list[dict[str, str]] = []
         columns: Values = {name: [] for name in self.names}
         many = len(records) > 1 or not isinstance(payload, Mapping)
@@ -207,7 +207,7 @@ class InputValidator:
         n = lengths.pop() if lengths else 0
         if n == 0:
             raise InputError("no rows: every column is empty")
-        self._check_count(n)
+        self.check_count(n)
         problems = self._field_problems(data)
         columns: Values = {}
         for feature in self.features:
@@ -288,7 +288,8 @@ class InputValidator:
                 f"and the model takes {len(self.names)}"
             )
 
-    def _check_count(self, n: int) -> None:
+    def check_count(self, n: int) -> None:
+        """Refuse a request of `n` rows when that is beyond the row limit."""
         if n > self.max_rows:
             raise InputError(f"batch of {n} rows exceeds the limit of {self.max_rows} rows per request")
 

@@ -28,16 +28,15 @@ from layerops.delivery.http_errors import (
     Transport,
     UnsupportedMediaTypeError,
     answer_errors_with,
-    domain_error_response,
     parse_json,
+    request_id_of,
 )
 from layerops.delivery.inputs import InputValidator
-from layerops.delivery.middleware import request_state
 from layerops.delivery.models import ServedModel
 from layerops.delivery.responses import error_responses
 from layerops.delivery.routes.native import json_response, mark
 from layerops.delivery.service import InferenceRequest, InferenceService
-from layerops.errors import InputError, LayeropsError
+from layerops.errors import LayeropsError
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 """The JSON input fields MLflow's scoring server takes (exactly one per request)."""
@@ -51,11 +50,6 @@ Columns = dict[str, list[Any]]
 """Feature name → values, one per row."""
 Rows = list[Any]
 """Row objects (feature name → value)."""
-
-
-def mlflow_error(exc: LayeropsError) -> Response:
-    """A domain error as MLflow's error body; invalid input is a 400, as MLflow answers it."""
-    return domain_error_response(exc, Transport.MLFLOW)
 
 
 _mlflow_errors = answer_errors_with(Transport.MLFLOW)
@@ -80,10 +74,11 @@ def media_type(content_type: str | None) -> str:
     return mime.lower()
 
 
-def parse_payload(data: Any, names: Sequence[str], max_rows: int | None = None) -> Columns | Rows:
+def parse_payload(data: Any, validator: InputValidator) -> Columns | Rows:
     """Named columns (a dict) or rows (a list) from a decoded MLflow JSON request.
 
-    Rows given as lists rather than objects are positional, in the model's feature order.
+    Rows given as lists rather than objects are positional, in the model's feature order. Too many
+    rows are refused (the validator's row limit) before any per-row work.
     """
     if not isinstance(data, dict):
         received = "a list" if isinstance(data, list) else f"type {type(data).__name__}"
@@ -96,27 +91,26 @@ def parse_payload(data: Any, names: Sequence[str], max_rows: int | None = None) 
     key = present[0]
     value = data[key]
     if key == "dataframe_split":
-        _check_rows(value.get("data") if isinstance(value, dict) else None, max_rows)
-        return _split(value, names)
+        _check_rows(value.get("data") if isinstance(value, dict) else None, validator)
+        return _split(value, validator.names)
     if key == "dataframe_records":
         if not isinstance(value, list):
             raise MalformedBodyError("Invalid input. Dataframe records format must be a list of records.")
-        _check_rows(value, max_rows)
-        return _rows(value, names)
+        _check_rows(value, validator)
+        return _rows(value, validator.names)
     if isinstance(value, dict):  # `instances` / `inputs` as columns, or as one record
         if any(isinstance(v, list) for v in value.values()):
             return dict(value)
         return [value]
     if isinstance(value, list):
-        _check_rows(value, max_rows)
-        return _rows(value, names)
+        _check_rows(value, validator)
+        return _rows(value, validator.names)
     raise MalformedBodyError(f"Invalid input. '{key}' must be a list of records or a dictionary of columns.")
 
 
-def _check_rows(rows: Any, max_rows: int | None) -> None:
-    """Refuse more rows than the limit before any per-row work."""
-    if max_rows is not None and isinstance(rows, list) and len(rows) > max_rows:
-        raise InputError(f"batch of {len(rows)} rows exceeds the limit of {max_rows} rows per request")
+def _check_rows(rows: Any, validator: InputValidator) -> None:
+    if isinstance(rows, list):
+        validator.check_count(len(rows))
 
 
 def _split(value: Any, names: Sequence[str]) -> Columns:
@@ -225,7 +219,7 @@ def build_router(service: InferenceService) -> APIRouter:
     def feeds_of(model: ServedModel, *, body: bytes, media: str) -> Feeds:
         if media == "text/csv":
             return model.validator.column_feeds(parse_csv(body, model.validator))
-        payload = parse_payload(parse_json(body), model.validator.names, model.validator.max_rows)
+        payload = parse_payload(parse_json(body), model.validator)
         if isinstance(payload, dict):
             return model.validator.column_feeds(payload)
         return model.validator.row_feeds(payload)
@@ -253,7 +247,7 @@ def build_router(service: InferenceService) -> APIRouter:
         name = model_name(model, x_model_name)
         media = media_type(request.headers.get("content-type"))
         body = await request.body()
-        request_id = request_state(request.scope).get("request_id")
+        request_id = request_id_of(request.scope)
         decode = partial(feeds_of, body=body, media=media)
         cheap = media == "application/json"  # CSV goes through pandas: always the pool
         answer = await service.infer(

@@ -22,9 +22,8 @@ from layerops.delivery.http_errors import (
     MalformedBodyError,
     Transport,
     answer_errors_with,
-    domain_error_response,
+    request_id_of,
 )
-from layerops.delivery.middleware import request_state
 from layerops.delivery.models import ServedModel
 from layerops.delivery.responses import MODEL_ROUTE, error_responses
 from layerops.delivery.routes.native import json_response, mark
@@ -36,7 +35,7 @@ from layerops.delivery.routes.v2_tensors import (
     split_body,
 )
 from layerops.delivery.service import INLINE_BYTES, InferenceRequest, InferenceService, Prediction
-from layerops.errors import BundleError, InputError, LayeropsError, NotFoundError
+from layerops.errors import BundleError, InputError, NotFoundError
 from layerops.numbers import parse_natural
 
 SERVER_NAME = "layerops"
@@ -45,11 +44,6 @@ EXTENSIONS = ["binary_tensor_data"]
 """Protocol extensions the server implements (Triton's binary tensor data, for inputs)."""
 _FEATURE_DATATYPE = {"float": "FP64", "int": "INT64", "bool": "BOOL", "category": "BYTES"}
 _PLATFORMS = {"onnx": "onnx_onnxv1", "native": "sklearn_skops"}
-
-
-def v2_error(exc: LayeropsError) -> Response:
-    """A domain error as the protocol's error body (an invalid input is a 400 here, not a 422)."""
-    return domain_error_response(exc, Transport.V2)
 
 
 _v2_errors = answer_errors_with(Transport.V2)
@@ -159,9 +153,10 @@ def build_router(service: InferenceService) -> APIRouter:
         header = request.headers.get(BINARY_HEADER)
         inference, blob = await service.prepare(len(body) <= INLINE_BYTES, partial(split_body, body, header))
         decode = partial(_feeds, inference=inference, blob=blob)
-        state = request_state(request.scope)
         answer = await service.infer(
-            InferenceRequest(model_name, decode, version, size=len(body), request_id=state.get("request_id"))
+            InferenceRequest(
+                model_name, decode, version, size=len(body), request_id=request_id_of(request.scope)
+            )
         )
         prediction = answer.prediction
         model = prediction.model
