@@ -189,11 +189,14 @@ def test_two_workers_serve_and_their_supervisor_holds_no_model(
     repo_home: tuple[Path, ModelRepository],
 ) -> None:
     home, _ = repo_home
-    server = Server(home, "--workers", "2", "--model", "iris@production")
+    server = Server(home, "--workers", "2", "--model", "iris@production", "--engine", "native")
     try:
         server.wait_ready()
         response = server.client.post("/models/iris/predict", json=IRIS_ROW)
         assert response.status_code == 200, response.text
+        # The flags reach the worker processes with the settings object (no environment hand-over).
+        for _ in range(4):  # either worker may answer
+            assert server.client.get("/models/iris").json()["engine"] == "native"
         supervisor = psutil.Process(server.process.pid)
         workers = [
             child

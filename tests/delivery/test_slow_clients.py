@@ -149,7 +149,7 @@ def test_a_lost_connection_stops_the_clock(implementation: str) -> None:
 def test_the_protocol_travels_to_worker_processes_in_uvicorns_config() -> None:
     protocol = header_timeout_protocol(3.0)
     config = uvicorn.Config(
-        "layerops.cli.serve:app_factory",
+        "layerops.cli.serve:app_from_settings",
         factory=True,
         http=protocol,  # type: ignore[arg-type]
         log_config=None,

@@ -1,16 +1,17 @@
 """`layerops serve`: run the delivery layer under uvicorn, configured by flags and LAYEROPS_* vars.
 
-Flags are exported as `LAYEROPS_*` variables so every uvicorn worker process builds the same
-`ServeSettings` in `app_factory`.
+The settings are built once here; with several workers uvicorn's supervisor pickles them into
+each worker process, which builds its own app from them (`app_from_settings`).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import multiprocessing
-import os
 import signal
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,16 +20,8 @@ from layerops.errors import LayeropsError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-
-def app_factory() -> FastAPI:
-    """Build the app from the environment (called by uvicorn in each worker)."""
-    from layerops.delivery.app import create_app
-    from layerops.delivery.runtime import build_runtime
     from layerops.delivery.settings import ServeSettings
-    from layerops.repository.factory import open_repository
-
-    settings = ServeSettings()
-    return create_app(build_runtime(settings, open_repository(settings)))
+    from layerops.settings import Settings
 
 
 def serve(  # noqa: PLR0913 - a typer command: each option is a parameter
@@ -80,43 +73,28 @@ def serve(  # noqa: PLR0913 - a typer command: each option is a parameter
     ] = False,
 ) -> None:
     """Serve models over HTTP: native REST, KServe V2, MLflow /invocations, health and metrics."""
-    import uvicorn
-
-    from layerops.delivery.http_protocol import header_timeout_protocol
-    from layerops.delivery.settings import ServeSettings
-
-    settings = ctx.obj
-    overrides = {
-        "LAYEROPS_HOME": str(settings.home),
-        "LAYEROPS_TRACKING_URI": settings.tracking_uri,
-        "LAYEROPS_LOG_LEVEL": settings.log_level,
-        "LAYEROPS_MODELS": ",".join(model) if model else None,
-        "LAYEROPS_HOST": host,
-        "LAYEROPS_PORT": None if port is None else str(port),
-        "LAYEROPS_WORKERS": None if workers is None else str(workers),
-        "LAYEROPS_ENGINE": engine,
-        "LAYEROPS_RELOAD_INTERVAL_SECONDS": None if reload_interval is None else str(reload_interval),
-        "LAYEROPS_HEADER_TIMEOUT_SECONDS": None if header_timeout is None else str(header_timeout),
-        "LAYEROPS_API_KEY_FILE": api_key_file,
-        "LAYEROPS_START_DEGRADED": "true" if start_degraded else None,
-        "LAYEROPS_BATCHING": None if batching is None else str(batching).lower(),
+    settings: Settings = ctx.obj
+    flags = {
+        "models": ",".join(model) if model else None,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "engine": engine,
+        "reload_interval_seconds": reload_interval,
+        "header_timeout_seconds": header_timeout,
+        "api_key_file": api_key_file,
+        "start_degraded": start_degraded or None,
+        "batching": batching,
     }
-    os.environ.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        serve_settings = ServeSettings()
-    except ValueError as exc:
-        raise LayeropsError(f"invalid server setting: {_first_error(exc)}") from None
+    serve_settings = serve_settings_from(settings, {k: v for k, v in flags.items() if v is not None})
     # Preflight: the initiating phase runs first, so a model that cannot load stops start-up with
     # one clear line. One worker then serves this very app; several build their own, so their
     # supervisor checks in a child process and stays small (it would hold every model for nothing).
-    target: object
     if serve_settings.workers == 1:
-        app = app_factory()
+        app = app_from_settings(serve_settings)
         served = preflight(app, serve_settings.start_degraded)
-        target = app
     else:
-        served = _preflight_in_child(serve_settings.start_degraded)
-        target = "layerops.cli.serve:app_factory"
+        served = _preflight_in_child(serve_settings)
     typer.echo(
         f"layerops serving {served or 'no model yet'} on http://{serve_settings.host}:{serve_settings.port} "
         f"with {serve_settings.workers} worker(s); docs at /docs",
@@ -126,19 +104,64 @@ def serve(  # noqa: PLR0913 - a typer command: each option is a parameter
     # re-raises the signal to the handler in place before it started; with the default handler
     # the process would end as "killed by SIGTERM". A completed graceful shutdown exits 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    uvicorn.run(
-        target,  # type: ignore[arg-type]
-        factory=serve_settings.workers > 1,
-        host=serve_settings.host,
-        port=serve_settings.port,
-        workers=serve_settings.workers,
+    run_server(serve_settings, app if serve_settings.workers == 1 else None)
+
+
+def serve_settings_from(settings: Settings, flags: dict[str, Any]) -> ServeSettings:
+    """The server settings: `LAYEROPS_*` variables, the global options in `settings`, then `flags`."""
+    from layerops.delivery.settings import ServeSettings
+
+    chosen = settings.model_dump(
+        include={"home", "tracking_uri", "registry_uri", "artifact_root", "log_level"}
+    )
+    try:
+        return ServeSettings(**chosen, **flags)
+    except ValueError as exc:
+        raise LayeropsError(f"invalid server setting: {_first_error(exc)}") from None
+
+
+def app_from_settings(settings: ServeSettings) -> FastAPI:
+    """The app for `settings` (called here for one worker, in each worker process for several)."""
+    from layerops.delivery.app import create_app
+    from layerops.delivery.runtime import build_runtime
+    from layerops.repository.factory import open_repository
+
+    logging.getLogger("layerops").setLevel(settings.log_level)
+    return create_app(build_runtime(settings, open_repository(settings)))
+
+
+def run_server(settings: ServeSettings, app: FastAPI | None) -> None:
+    """Serve `app`, or with several workers one app per worker process built from `settings`.
+
+    uvicorn's `run()` insists on an import string for workers, which would hand the settings over
+    through the environment; its supervisor takes any picklable factory, so each worker receives
+    the settings object itself.
+    """
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from layerops.delivery.http_protocol import header_timeout_protocol
+
+    config = uvicorn.Config(
+        app if app is not None else functools.partial(app_from_settings, settings),
+        factory=app is None,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
         # A protocol factory, not a class: uvicorn calls it like one, and it pickles into workers.
-        http=header_timeout_protocol(serve_settings.header_timeout_seconds),  # type: ignore[arg-type]
+        http=header_timeout_protocol(settings.header_timeout_seconds),  # type: ignore[arg-type]
         access_log=False,
-        log_level=serve_settings.log_level.lower(),
-        timeout_graceful_shutdown=max(5, int(serve_settings.request_timeout_seconds) + 5),
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=max(5, int(settings.request_timeout_seconds) + 5),
         lifespan="on",
     )
+    server = uvicorn.Server(config)
+    if settings.workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return
+    server.run()
+    if not server.started:
+        raise LayeropsError(f"could not start the server on {settings.host}:{settings.port}")
 
 
 def preflight(app: FastAPI, degraded: bool) -> str:
@@ -148,20 +171,20 @@ def preflight(app: FastAPI, degraded: bool) -> str:
     return ", ".join(f"{m.name} v{m.version} ({m.engine.name})" for m in runtime.registry.models())
 
 
-def _preflight_child(degraded: bool, answers: Connection) -> None:
+def _preflight_child(settings: ServeSettings, answers: Connection) -> None:
     try:
-        answers.send(("ok", preflight(app_factory(), degraded)))
+        answers.send(("ok", preflight(app_from_settings(settings), settings.start_degraded)))
     except LayeropsError as exc:
         answers.send(("error", str(exc)))
     except Exception as exc:
         answers.send(("error", f"start-up check failed: {type(exc).__name__}: {exc}"))
 
 
-def _preflight_in_child(degraded: bool) -> str:
-    """`preflight` in a fresh process (same environment), so this one never loads a model."""
+def _preflight_in_child(settings: ServeSettings) -> str:
+    """`preflight` in a fresh process, so this one never loads a model."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_preflight_child, args=(degraded, send), name="layerops-preflight")
+    child = context.Process(target=_preflight_child, args=(settings, send), name="layerops-preflight")
     child.start()
     send.close()
     try:
