@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -42,9 +41,6 @@ class GatedEngine:
         if self.fail:
             raise RuntimeError("the gated engine broke")
         return self.inner.predict_columns(columns)
-
-    def predict(self, frame: pd.DataFrame) -> EngineOutput:
-        return self.inner.predict(frame)
 
 
 def gate(app: FastAPI, name: str) -> tuple[ServedModel, GatedEngine]:

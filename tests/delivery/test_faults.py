@@ -30,7 +30,7 @@ from sklearn.base import clone
 
 from layerops.bundle import ModelBundle, save_bundle
 from layerops.delivery.app import create_app
-from layerops.delivery.engines import Engine, EngineOutput, reference_frame
+from layerops.delivery.engines import Engine, EngineOutput
 from layerops.delivery.feeds import Columns
 from layerops.delivery.models import ServedModel
 from layerops.delivery.runtime import build_runtime
@@ -48,6 +48,7 @@ from tests.delivery.conftest import (
     USER_KEY,
     train_demo_models,
 )
+from tests.delivery.frames import bundle_reference_frame
 
 LAYEROPS = str(Path(sys.executable).parent / "layerops")
 
@@ -178,9 +179,6 @@ class FaultyEngine:
         if np.isclose(sepal, RAISE_AT, atol=1e-4).any():
             raise RuntimeError(f"the model broke on sepal_length={RAISE_AT}")
         return self.inner.predict_columns(columns)
-
-    def predict(self, frame: pd.DataFrame) -> EngineOutput:
-        return self.inner.predict(frame)
 
 
 @pytest.fixture
@@ -435,7 +433,7 @@ def test_an_onnx_export_that_diverges_at_load_serves_with_the_native_engine(
     features = frame[v1.metadata.feature_names()]
     labels = frame["species"].sample(frac=1.0, random_state=0).to_numpy()
     other = clone(v1.model).fit(features, labels)
-    onnx_model, info = export_onnx(other, reference_frame(v1), task="classification")
+    onnx_model, info = export_onnx(other, bundle_reference_frame(v1.metadata), task="classification")
     assert onnx_model is not None, info.reason
     version = register_bundle(repository, dataclasses.replace(v1, onnx_model=onnx_model), tmp_path / "b")
     alias = "faults-onnx"

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from layerops.bundle import BundleMetadata, FeatureSchema
-from layerops.bundle.onnx_io import onnx_feeds
+from layerops.bundle.onnx_io import PREDICTION_OUTPUT, PROBABILITIES_OUTPUT, onnx_feeds
 from layerops.delivery.engines import EngineOutput, NativeEngine
 from layerops.delivery.feeds import FeedLayout, merge
 from layerops.delivery.inputs import InputValidator
@@ -19,6 +19,7 @@ from layerops.delivery.settings import ServeSettings
 from layerops.errors import InputError
 from layerops.repository.factory import open_repository
 from tests.delivery.conftest import IRIS_ROWS, SHIPPING_ROWS, schema_metadata
+from tests.delivery.frames import full_check_validator, model_frame
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,10 @@ def test_onnx_layout_feeds_equal_what_onnx_feeds_built_from_the_frame(numeric: s
     declared["note"] = "tensor(string)"  # "unused" is not a graph input: left out, as onnx_feeds does
     metadata = _metadata()
     validator = InputValidator(metadata, layout=FeedLayout.onnx(metadata.features, declared))
-    expected = onnx_feeds(validator.rows(ROWS), list(metadata.features), FakeSession(declared))
+    expected = onnx_feeds(model_frame(metadata, ROWS), list(metadata.features), FakeSession(declared))
     for payload, rows in ((ROWS, ROWS), (ROWS[1], [ROWS[1]])):
         got = validator.row_feeds(payload)
-        reference = onnx_feeds(validator.rows(rows), list(metadata.features), FakeSession(declared))
+        reference = onnx_feeds(model_frame(metadata, rows), list(metadata.features), FakeSession(declared))
         assert got.rows == len(rows) and list(got.columns) == list(reference)
         for name, array in reference.items():
             mine = got.columns[name]
@@ -82,15 +83,18 @@ def test_onnx_layout_feeds_equal_what_onnx_feeds_built_from_the_frame(numeric: s
     assert expected["service"].tolist() == [["express"], [""], [""]]  # missing → MISSING_CATEGORY
 
 
-def test_feeds_keep_the_validators_errors() -> None:
-    validator = InputValidator(_metadata())
+def test_the_engine_layout_does_not_change_the_validators_errors() -> None:
+    metadata = _metadata()
+    declared = {"weight": "tensor(float)", "items": "tensor(float)", "service": "tensor(string)"}
+    native = InputValidator(metadata)
+    onnx = InputValidator(metadata, layout=FeedLayout.onnx(metadata.features, declared))
     for bad in ({**ROWS[0], "weight": "heavy"}, {**ROWS[0], "colour": "red"}, {"weight": 1.0}, [ROWS[0], 3]):
-        with pytest.raises(InputError) as frame_error:
-            validator.rows(bad)
-        with pytest.raises(InputError) as feeds_error:
-            validator.row_feeds(bad)
-        assert str(feeds_error.value) == str(frame_error.value)
-        assert feeds_error.value.problems == frame_error.value.problems
+        with pytest.raises(InputError) as native_error:
+            native.row_feeds(bad)
+        with pytest.raises(InputError) as onnx_error:
+            onnx.row_feeds(bad)
+        assert str(onnx_error.value) == str(native_error.value) and native_error.value.problems
+        assert onnx_error.value.problems == native_error.value.problems
 
 
 def _same(a: EngineOutput, b: EngineOutput) -> None:
@@ -101,20 +105,31 @@ def _same(a: EngineOutput, b: EngineOutput) -> None:
         np.testing.assert_array_equal(a.probabilities, b.probabilities)
 
 
+def _onnx_on_frame(onnx_model: bytes, metadata: BundleMetadata, rows: list[dict[str, Any]]) -> EngineOutput:
+    """The export run on the model-ready frame through `onnx_feeds` (training's parity path)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
+    classify = metadata.task == "classification"
+    output = PROBABILITIES_OUTPUT if classify else PREDICTION_OUTPUT
+    (out,) = session.run([output], onnx_feeds(model_frame(metadata, rows), list(metadata.features), session))
+    result = np.asarray(out, dtype=np.float64)
+    return EngineOutput(result.argmax(axis=1), result) if classify else EngineOutput(result.reshape(-1))
+
+
 @pytest.mark.parametrize(("name", "rows"), [("iris", IRIS_ROWS), ("shipping", SHIPPING_ROWS)])
 def test_onnx_answers_are_unchanged_and_batching_does_not_change_them(
-    app: FastAPI, client: TestClient, name: str, rows: list[dict[str, Any]]
+    app: FastAPI, client: TestClient, serve_settings: ServeSettings, name: str, rows: list[dict[str, Any]]
 ) -> None:
     model = app.state.runtime.registry.get(name)
     engine, validator = model.engine, model.validator
     assert engine.name == "onnx"
-    batch = validator.row_feeds(rows)
-    _same(engine.predict_columns(batch.columns), engine.predict(validator.rows(rows)))  # the old path
+    bundle = open_repository(serve_settings).load_bundle(name, "production")
+    assert bundle.onnx_model is not None
+    reference = _onnx_on_frame(bundle.onnx_model, bundle.metadata, rows)  # the frame path
+    _same(engine.predict_columns(validator.row_feeds(rows).columns), reference)
     columns = {key: [row[key] for row in rows] for key in rows[0]}
-    _same(
-        engine.predict_columns(validator.column_feeds(columns).columns),
-        engine.predict(validator.columns(columns)),
-    )
+    _same(engine.predict_columns(validator.column_feeds(columns).columns), reference)
     singles = [validator.row_feeds(row) for row in rows]
     together = engine.predict_columns(merge(singles).columns)
     for i, single in enumerate(singles):
@@ -132,10 +147,11 @@ def test_the_native_engine_takes_the_same_columns(serve_settings: ServeSettings)
     bundle = open_repository(serve_settings).load_bundle("shipping", "production")
     engine = NativeEngine(bundle)
     validator = InputValidator(bundle.metadata, layout=engine.layout)
-    _same(
-        engine.predict_columns(validator.row_feeds(SHIPPING_ROWS).columns),
-        engine.predict(validator.rows(SHIPPING_ROWS)),
-    )
+    assert bundle.metadata.task == "regression"
+    expected = bundle.model.predict(model_frame(bundle.metadata, SHIPPING_ROWS))  # the fitted pipeline
+    got = engine.predict_columns(validator.row_feeds(SHIPPING_ROWS).columns)
+    assert got.probabilities is None
+    np.testing.assert_array_equal(got.values, np.asarray(expected, dtype=np.float64))
 
 
 def _numeric_metadata() -> BundleMetadata:
@@ -168,7 +184,7 @@ def test_an_all_numeric_schema_takes_the_block_path_with_the_same_feeds(numeric:
         (columns, NUMERIC_ROWS, validator.column_feeds(columns)),
     ):
         assert fast.block is not None, payload  # the fast path was taken
-        reference = onnx_feeds(validator.rows(rows), list(metadata.features), FakeSession(declared))
+        reference = onnx_feeds(model_frame(metadata, rows), list(metadata.features), FakeSession(declared))
         assert fast.rows == len(rows) and list(fast.columns) == list(reference)
         for name, array in reference.items():
             mine = fast.columns[name]
@@ -198,16 +214,17 @@ def test_an_all_numeric_schema_takes_the_block_path_with_the_same_feeds(numeric:
 )
 def test_the_block_path_leaves_every_bad_row_to_the_full_checks(bad: Any) -> None:
     metadata = _numeric_metadata()
-    validator = InputValidator(metadata)
-    with pytest.raises(InputError) as frame_error:
-        validator.rows(bad)
+    validator, full = InputValidator(metadata), full_check_validator(metadata)
+    assert validator.row_feeds(NUMERIC_ROWS).block is not None and full.row_feeds(NUMERIC_ROWS).block is None
+    with pytest.raises(InputError) as full_error:
+        full.row_feeds(bad)
     with pytest.raises(InputError) as feeds_error:
         validator.row_feeds(bad)
-    assert feeds_error.value.problems == frame_error.value.problems
+    assert feeds_error.value.problems == full_error.value.problems
     if isinstance(bad, dict):
         columns = {key: [value] for key, value in bad.items()}
         with pytest.raises(InputError) as column_error:
             validator.column_feeds(columns)
-        with pytest.raises(InputError) as column_frame_error:
-            validator.columns(columns)
-        assert str(column_error.value) == str(column_frame_error.value)
+        with pytest.raises(InputError) as column_full_error:
+            full.column_feeds(columns)
+        assert str(column_error.value) == str(column_full_error.value)

@@ -12,6 +12,7 @@ from layerops.bundle import BundleMetadata, FeatureSchema
 from layerops.delivery.inputs import InputValidator
 from layerops.errors import InputError
 from tests.delivery.conftest import schema_metadata
+from tests.delivery.frames import feeds_frame
 
 
 def _metadata() -> BundleMetadata:
@@ -33,17 +34,17 @@ ROW: dict[str, Any] = {"weight": 2.5, "items": 3, "fragile": True, "service": "e
 
 def _problem(payload: Any, **options: Any) -> tuple[str, list[dict[str, str]]]:
     with pytest.raises(InputError) as info:
-        InputValidator(_metadata(), **options).rows(payload)
+        InputValidator(_metadata(), **options).row_feeds(payload)
     return str(info.value), info.value.problems
 
 
-def test_valid_row_and_batch_become_a_frame_in_schema_order() -> None:
+def test_valid_row_and_batch_become_feeds_in_schema_order() -> None:
     validator = InputValidator(_metadata())
-    frame = validator.rows(ROW)
+    frame = feeds_frame(validator, validator.row_feeds(ROW))
     assert list(frame.columns) == ["weight", "items", "fragile", "service", "note_len"]
     assert frame.iloc[0]["weight"] == 2.5 and frame.iloc[0]["fragile"] == 1.0
     assert math.isnan(frame.iloc[0]["note_len"])
-    batch = validator.rows([ROW, {**ROW, "service": "economy", "items": 1.0}])
+    batch = feeds_frame(validator, validator.row_feeds([ROW, {**ROW, "service": "economy", "items": 1.0}]))
     assert batch["service"].tolist() == ["express", "economy"] and batch["items"].dtype == np.float64
 
 
@@ -76,7 +77,8 @@ def test_missing_required_field() -> None:
 
 def test_optional_field_may_be_absent() -> None:
     row = {k: v for k, v in ROW.items() if k != "note_len"}
-    assert math.isnan(InputValidator(_metadata()).rows(row).iloc[0]["note_len"])
+    validator = InputValidator(_metadata())
+    assert math.isnan(feeds_frame(validator, validator.row_feeds(row)).iloc[0]["note_len"])
 
 
 def test_batch_problems_carry_the_row_index() -> None:
@@ -86,8 +88,9 @@ def test_batch_problems_carry_the_row_index() -> None:
 
 
 def test_extra_fields_can_be_ignored() -> None:
-    frame = InputValidator(_metadata(), extra="ignore").rows({**ROW, "colour": "red"})
-    assert "colour" not in frame.columns
+    validator = InputValidator(_metadata(), extra="ignore")
+    feeds = validator.row_feeds({**ROW, "colour": "red"})
+    assert "colour" not in feeds.columns and feeds.rows == 1
 
 
 def test_batch_limit_and_shapes() -> None:
@@ -100,14 +103,18 @@ def test_batch_limit_and_shapes() -> None:
 
 def test_columns_input() -> None:
     validator = InputValidator(_metadata())
-    frame = validator.columns(
-        {"weight": [1.0, 2.0], "items": [1, 2], "fragile": [False, True], "service": ["economy", "express"]}
-    )
+    columns: dict[str, list[Any]] = {
+        "weight": [1.0, 2.0],
+        "items": [1, 2],
+        "fragile": [False, True],
+        "service": ["economy", "express"],
+    }
+    frame = feeds_frame(validator, validator.column_feeds(columns))
     assert len(frame) == 2 and frame["fragile"].tolist() == [0.0, 1.0]
     with pytest.raises(InputError, match="different lengths"):
-        validator.columns({"weight": [1.0], "items": [1, 2], "fragile": [True], "service": ["economy"]})
+        validator.column_feeds({"weight": [1.0], "items": [1, 2], "fragile": [True], "service": ["economy"]})
     with pytest.raises(InputError, match=r"service\[1\]: unknown category"):
-        validator.columns(
+        validator.column_feeds(
             {"weight": [1.0, 2.0], "items": [1, 2], "fragile": [True, True], "service": ["economy", "x"]}
         )
 

@@ -1,9 +1,8 @@
 """Inference engines: ONNX Runtime where the bundle carries a validated export, else the native model.
 
-An engine declares its input `layout` (see `feeds.py`) and takes either the per-feature arrays
-the validator builds for it (`predict_columns`, the serving path: no pandas for ONNX) or a
-model-ready frame (`predict`: schema order, float64 numbers, text categories with NaN for
-missing). It returns class indices + probabilities, or regression values.
+An engine declares its input `layout` (see `feeds.py`) and takes the per-feature arrays the
+validator builds for it (`predict_columns`: no pandas for ONNX). It returns class indices +
+probabilities, or regression values.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from layerops.bundle import ModelBundle
-from layerops.bundle.onnx_io import PREDICTION_OUTPUT, PROBABILITIES_OUTPUT, onnx_feeds
+from layerops.bundle.onnx_io import PREDICTION_OUTPUT, PROBABILITIES_OUTPUT
 from layerops.delivery.feeds import Columns, FeedLayout, Feeds
 from layerops.delivery.inputs import InputValidator
 from layerops.errors import BundleError, LayeropsError
@@ -39,7 +38,7 @@ class EngineError(LayeropsError):
 
 
 class Engine(Protocol):
-    """Runs one model version on its feeds or on a model-ready frame."""
+    """Runs one model version on its feeds."""
 
     name: str
     layout: FeedLayout
@@ -47,10 +46,6 @@ class Engine(Protocol):
 
     def predict_columns(self, columns: Columns) -> EngineOutput:
         """Outputs for every row of `columns` (laid out as `layout` says)."""
-        ...
-
-    def predict(self, frame: pd.DataFrame) -> EngineOutput:
-        """Outputs for every row of `frame`."""
         ...
 
 
@@ -66,12 +61,8 @@ class NativeEngine:
         self.layout = FeedLayout.native(bundle.metadata.features)
 
     def predict_columns(self, columns: Columns) -> EngineOutput:
-        """The frame the native pipeline takes, built from the columns; then `predict`."""
+        """Native predict / predict_proba on the frame the pipeline was fitted on, built from the columns."""
         frame = pd.DataFrame({name: columns[name][:, 0] for name in self._names}, columns=self._names)
-        return self.predict(frame)
-
-    def predict(self, frame: pd.DataFrame) -> EngineOutput:
-        """Native predict / predict_proba."""
         if self._classify:
             proba = np.asarray(self._model.predict_proba(frame), dtype=np.float64)
             return EngineOutput(proba.argmax(axis=1), proba)
@@ -92,9 +83,8 @@ class OnnxEngine:
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(bundle.onnx_model, options, providers=["CPUExecutionProvider"])
-        self._features = list(bundle.metadata.features)
         declared = {str(node.name): str(node.type) for node in self._session.get_inputs()}
-        self.layout = FeedLayout.onnx(self._features, declared)
+        self.layout = FeedLayout.onnx(bundle.metadata.features, declared)
         self._classify = bundle.metadata.task == "classification"
         names = [o.name for o in self._session.get_outputs()]
         self._output = PROBABILITIES_OUTPUT if self._classify else PREDICTION_OUTPUT
@@ -116,25 +106,13 @@ class OnnxEngine:
             return EngineOutput(result.argmax(axis=1), result)
         return EngineOutput(result.reshape(-1))
 
-    def predict(self, frame: pd.DataFrame) -> EngineOutput:
-        """Run the graph on a model-ready frame (fed through `onnx_feeds`)."""
-        return self.predict_columns(onnx_feeds(frame, self._features, self._session))
-
-
-def _reference_validator(bundle: ModelBundle, rows: int, layout: FeedLayout | None = None) -> InputValidator:
-    return InputValidator(bundle.metadata, extra="ignore", max_rows=max(1, rows), layout=layout)
-
-
-def reference_frame(bundle: ModelBundle, limit: int | None = None) -> pd.DataFrame:
-    """The bundle's reference rows as a model-ready frame."""
-    rows = bundle.metadata.reference_rows[:limit] if limit is not None else bundle.metadata.reference_rows
-    return _reference_validator(bundle, len(rows)).rows([row["features"] for row in rows])
-
 
 def reference_feeds(bundle: ModelBundle, engine: Engine, limit: int | None = None) -> Feeds:
     """The bundle's reference rows as `engine`'s feeds (the path requests take)."""
     rows = bundle.metadata.reference_rows[:limit] if limit is not None else bundle.metadata.reference_rows
-    validator = _reference_validator(bundle, len(rows), engine.layout)
+    validator = InputValidator(
+        bundle.metadata, extra="ignore", max_rows=max(1, len(rows)), layout=engine.layout
+    )
     return validator.row_feeds([row["features"] for row in rows])
 
 

@@ -1,10 +1,9 @@
-"""Request validation from a bundle's input schema: rows or columns in, engine feeds (or a frame) out.
+"""Request validation from a bundle's input schema: rows or columns in, engine feeds out.
 
 One validator serves every transport (native JSON rows, KServe V2 tensors, MLflow's formats), so
 a bad request gets the same clear 4xx wherever it arrives. Problems name the field and, for a
 category, list the allowed values. The serving path (`row_feeds`, `column_feeds`) builds the
-engine's input arrays directly (see `feeds.py`); `rows`/`columns` build a pandas frame from the
-same validated values (reference checks, tools).
+engine's input arrays directly (see `feeds.py`), never a pandas frame.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from itertools import chain
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from layerops.bundle import BundleMetadata, FeatureSchema
 from layerops.delivery.feeds import FeedLayout, Feeds
@@ -159,11 +157,6 @@ class InputValidator:
 
     # -- rows ---------------------------------------------------------------------------------
 
-    def rows(self, payload: Any) -> pd.DataFrame:
-        """One JSON object or a list of them → a frame in schema order (raises `InputError`)."""
-        values, _ = self._row_values(payload)
-        return self._frame(values)
-
     def _row_values(self, payload: Any) -> tuple[Values, int]:
         records = [payload] if isinstance(payload, Mapping) else payload
         if not isinstance(records, list) or not records:
@@ -193,11 +186,6 @@ class InputValidator:
         return columns, len(records)
 
     # -- columns ------------------------------------------------------------------------------
-
-    def columns(self, data: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
-        """Named columns of equal length (V2 tensors, MLflow dataframe_split) → a frame."""
-        values, _ = self._column_values(data)
-        return self._frame(values)
 
     def _column_values(self, data: Mapping[str, Sequence[Any]]) -> tuple[Values, int]:
         problems: list[dict[str, str]] = []
@@ -300,16 +288,6 @@ class InputValidator:
         first = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InputError(f"{first['field']}: {first['message']}{more}", problems[:_MAX_REPORTED])
-
-    def _frame(self, columns: Values) -> pd.DataFrame:
-        data: dict[str, Any] = {}
-        for feature in self.features:
-            values = columns[feature.name]
-            if feature.dtype == "category":
-                data[feature.name] = np.array([np.nan if v is None else v for v in values], dtype=object)
-            else:
-                data[feature.name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-        return pd.DataFrame(data, columns=self.names)
 
     # -- documentation ------------------------------------------------------------------------
 
