@@ -57,7 +57,8 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
     )
     _document_each_model(app, runtime)
     install_error_handlers(app)
-    app.router.routes.append(predict_route(service))  # before every router: the hottest route matches early
+    # First of all routes (before FastAPI's docs routes too): the hottest path is matched first.
+    app.router.routes.insert(0, predict_route(service))
     for router in (
         native.build_router(service),
         v2.build_router(service),
