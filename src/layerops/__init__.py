@@ -1,5 +1,28 @@
-"""layerops: from a tabular data file to a registered model and a production endpoint."""
+"""layerops: from a tabular data file to a registered model and a production endpoint.
 
-__all__ = ["__version__"]
+The Python API is imported on first use, so `import layerops` (and the CLI's `--help`) stays fast:
 
-__version__ = "0.1.0"
+>>> import layerops
+>>> sorted(name for name in layerops.__all__ if not name.startswith("_"))
+['Model', 'Server', 'TrainResult', 'load', 'models', 'serve', 'train']
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from layerops.version import __version__
+
+if TYPE_CHECKING:
+    from layerops.api import Model, Server, TrainResult, load, models, serve, train
+
+__all__ = ["Model", "Server", "TrainResult", "__version__", "load", "models", "serve", "train"]
+_API = frozenset(__all__) - {"__version__"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        import layerops.api
+
+        return getattr(layerops.api, name)
+    raise AttributeError(f"module 'layerops' has no attribute {name!r}")

@@ -157,7 +157,8 @@ class PipelineSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     """The model name to register under."""
     description: str = ""
-    data: DataSpec
+    data: DataSpec | None = None
+    """Where the data comes from; None when the caller hands the data over (the Python API)."""
     target: str
     task: Task | None = None
     """Inferred from the target when omitted."""

@@ -19,7 +19,6 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match
 from starlette.types import Scope
 
-from layerops import __version__
 from layerops.delivery.http_errors import Transport, install_error_handlers
 from layerops.delivery.middleware import (
     AccessLogMiddleware,
@@ -36,6 +35,7 @@ from layerops.delivery.routes import health, native, v2
 from layerops.delivery.routes import mlflow as mlflow_scoring
 from layerops.delivery.routes.predict import predict_route
 from layerops.delivery.runtime import ServingRuntime, settle_heap
+from layerops.version import __version__
 
 log = logging.getLogger("layerops.delivery")
 

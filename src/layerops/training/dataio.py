@@ -20,8 +20,8 @@ import sqlalchemy
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from layerops.errors import DataError
-from layerops.spec import DataSpec
+from layerops.errors import DataError, SpecError
+from layerops.spec import DataSpec, PipelineSpec
 
 Format = Literal["csv", "parquet", "json", "jsonl"]
 
@@ -116,6 +116,22 @@ def load_source(data: DataSpec, base_dir: Path) -> pd.DataFrame:
     if "://" not in source and not Path(source).is_absolute():
         source = str(base_dir / source)
     return read_frame(source, format=data.format)
+
+
+def training_frame(spec: PipelineSpec, data: pd.DataFrame | None) -> pd.DataFrame:
+    """The rows to train on: `data` when given (the spec then names no source), else the spec's source."""
+    if data is not None:
+        if spec.data is not None:
+            raise SpecError(f"{spec.name}: both a DataFrame and the spec's data source were given")
+        if not isinstance(data, pd.DataFrame) or data.empty:
+            raise DataError("data must be a non-empty pandas DataFrame")
+        return data.reset_index(drop=True)
+    if spec.data is None:
+        raise SpecError(
+            f"{spec.name}: the spec names no data source: give data.path or data.sql "
+            "(or pass a DataFrame: layerops.train(spec, data=frame))"
+        )
+    return load_source(spec.data, spec.base_dir)
 
 
 def write_frame(frame: pd.DataFrame, path: str | Path, *, format: str | None = None) -> Path:

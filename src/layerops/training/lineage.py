@@ -58,7 +58,9 @@ def git_commit(folder: Path) -> str | None:
 
 
 def describe_source(spec: PipelineSpec) -> str:
-    """The data source as one line: a path, a URL or a SQL query against a URL."""
+    """The data source as one line: a path, a URL, a SQL query against a URL, or in-memory data."""
+    if spec.data is None:
+        return "in-memory DataFrame (layerops.train(data=...))"
     if spec.data.path is not None:
         return spec.resolve_path(spec.data.path)
     assert spec.data.sql is not None

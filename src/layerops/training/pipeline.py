@@ -27,7 +27,7 @@ from layerops.spec import PipelineSpec, Task
 from layerops.training import lineage
 from layerops.training.candidates import is_fixed, make_estimator, search_space
 from layerops.training.cleaning import CleaningReport, clean
-from layerops.training.dataio import dataset_sha256, load_source
+from layerops.training.dataio import dataset_sha256, training_frame
 from layerops.training.evaluation import ResourceMonitor, measure_latency, predict_outputs, score, sort_key
 from layerops.training.export import export_onnx
 from layerops.training.transform import (
@@ -126,16 +126,21 @@ RepositorySource = ModelRepository | Callable[[], ModelRepository]
 
 
 def train(
-    spec: PipelineSpec, repository: RepositorySource | None, *, reporter: Reporter | None = None
+    spec: PipelineSpec,
+    repository: RepositorySource | None,
+    *,
+    reporter: Reporter | None = None,
+    data: pd.DataFrame | None = None,
 ) -> TrainingResult:
     """Run the whole pipeline; register the winner in `repository` unless it is None.
 
     `repository` may be a callable (e.g. a future's `result`) so that opening it — importing
-    MLflow, migrating a new database — overlaps with training instead of preceding it.
+    MLflow, migrating a new database — overlaps with training instead of preceding it. `data`
+    replaces the spec's source (whose `data` must then be None: the lineage says so).
     """
     report = reporter or SilentReporter()
     report.stage("loading data")
-    raw = load_source(spec.data, spec.base_dir)
+    raw = training_frame(spec, data)
     data_hash = dataset_sha256(raw)
     report.stage(f"loaded {len(raw):,} rows × {raw.shape[1]} columns; validating")
     validate_frame(raw, spec.validation, target=spec.target)

@@ -21,7 +21,6 @@ import pandas as pd
 from fastapi import APIRouter, Header, Request
 from starlette.responses import PlainTextResponse, Response
 
-from layerops import __version__
 from layerops.delivery.feeds import Feeds
 from layerops.delivery.http_errors import (
     MalformedBodyError,
@@ -37,6 +36,7 @@ from layerops.delivery.responses import error_responses
 from layerops.delivery.routes.native import json_response, mark
 from layerops.delivery.service import InferenceRequest, InferenceService
 from layerops.errors import LayeropsError
+from layerops.version import __version__
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 """The JSON input fields MLflow's scoring server takes (exactly one per request)."""

@@ -16,7 +16,6 @@ import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from layerops import __version__
 from layerops.delivery.feeds import Feeds
 from layerops.delivery.http_errors import (
     MalformedBodyError,
@@ -37,6 +36,7 @@ from layerops.delivery.routes.v2_tensors import (
 from layerops.delivery.service import INLINE_BYTES, InferenceRequest, InferenceService, Prediction
 from layerops.errors import BundleError, InputError, NotFoundError
 from layerops.numbers import parse_natural
+from layerops.version import __version__
 
 SERVER_NAME = "layerops"
 """The server name in the server metadata."""

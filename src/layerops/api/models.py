@@ -1,0 +1,101 @@
+"""Registered models: list, show, promote, roll back and the alias history.
+
+Every function takes the repository from `LAYEROPS_*` variables (embedded sqlite under
+`.layerops` by default) unless `home=` or `tracking_uri=` name another.
+
+>>> import layerops
+>>> board = layerops.models.list()
+>>> board["name"].tolist(), board["aliases"][0]
+(['iris', 'shipping'], {'production': 1})
+>>> layerops.models.promote("iris", version=1, alias="staging").version
+1
+>>> layerops.models.history("iris")[["alias", "previous", "version"]].values.tolist()
+[['production', <NA>, 1], ['staging', <NA>, 1]]
+"""
+
+from __future__ import annotations
+
+import builtins
+from pathlib import Path
+
+import pandas as pd
+
+from layerops.api import _context
+from layerops.repository.api import AliasChange, ModelVersion
+
+__all__ = ["history", "list", "promote", "rollback", "show"]
+
+
+def list(*, home: str | Path | None = None, tracking_uri: str | None = None) -> pd.DataFrame:
+    """Every registered model: name, latest version, aliases (alias → version) and description."""
+    rows = [
+        {
+            "name": s.name,
+            "latest_version": s.latest_version,
+            "aliases": dict(sorted(s.aliases.items())),
+            "description": s.description,
+        }
+        for s in _context.repository(home, tracking_uri).list_models()
+    ]
+    return pd.DataFrame(rows, columns=["name", "latest_version", "aliases", "description"])
+
+
+def show(
+    name: str,
+    *,
+    version: int | None = None,
+    alias: str | None = None,
+    home: str | Path | None = None,
+    tracking_uri: str | None = None,
+) -> ModelVersion:
+    """One version of `name`: by number, by alias, or the newest.
+
+    >>> entry = layerops.models.show("iris", alias="production")
+    >>> entry.version, "production" in entry.aliases
+    (1, True)
+    """
+    repository = _context.repository(home, tracking_uri)
+    if alias is not None:
+        return repository.resolve_alias(name, alias)
+    if version is not None:
+        return repository.get_version(name, version)
+    return repository.list_versions(name)[0]
+
+
+def promote(
+    name: str,
+    *,
+    version: int | None = None,
+    alias: str = "production",
+    reason: str = "",
+    home: str | Path | None = None,
+    tracking_uri: str | None = None,
+) -> AliasChange:
+    """Point `alias` (default production) at `version` (default: the newest); kept in the history."""
+    repository = _context.repository(home, tracking_uri)
+    target = version if version is not None else repository.list_versions(name)[0].version
+    return repository.set_alias(name, alias, target, reason=reason or "promoted with layerops.models.promote")
+
+
+def rollback(
+    name: str,
+    *,
+    alias: str = "production",
+    reason: str = "",
+    home: str | Path | None = None,
+    tracking_uri: str | None = None,
+) -> AliasChange:
+    """Move `alias` back to the version it pointed to before its last change."""
+    repository = _context.repository(home, tracking_uri)
+    return repository.rollback(name, alias, reason=reason or "rolled back with layerops.models.rollback")
+
+
+def history(name: str, *, home: str | Path | None = None, tracking_uri: str | None = None) -> pd.DataFrame:
+    """Every alias change of `name`, oldest first: when, alias, from, to, why."""
+    changes: builtins.list[AliasChange] = _context.repository(home, tracking_uri).history(name)
+    rows = [
+        {"at": c.at, "alias": c.alias, "previous": c.previous, "version": c.version, "reason": c.reason}
+        for c in changes
+    ]
+    frame = pd.DataFrame(rows, columns=["at", "alias", "previous", "version", "reason"])
+    return frame.astype({"previous": "Int64", "version": "Int64"})
