@@ -139,6 +139,41 @@ def test_register_alias_and_rollback(
     assert (summary.name, summary.latest_version, summary.aliases) == ("iris", 2, {"production": 1})
 
 
+def test_rollback_walks_back_through_the_history(
+    repo: MlflowRepository, training_run: TrainingRun, bundle_dir: Path
+) -> None:
+    _registered(repo, training_run, bundle_dir, times=3)
+    for version in (1, 2, 3):
+        repo.set_alias("iris", "production", version)
+    steps = [repo.rollback("iris", "production") for _ in range(2)]
+    assert [(c.previous, c.version, c.rollback) for c in steps] == [(3, 2, True), (2, 1, True)]
+    with pytest.raises(NotFoundError, match="no earlier version"):
+        repo.rollback("iris", "production")
+    # A new promotion starts a new step; rolling back from it returns to where the alias stood.
+    repo.set_alias("iris", "production", 3)
+    assert repo.rollback("iris", "production").version == 1
+    assert [c.rollback for c in repo.history("iris")] == [False, False, False, True, True, False, True]
+
+
+def test_a_history_written_before_rollbacks_were_marked_still_walks_back(
+    repo: MlflowRepository, tracking_uri: str, training_run: TrainingRun, bundle_dir: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    _registered(repo, training_run, bundle_dir, times=3)
+    for version in (1, 2, 3):
+        repo.set_alias("iris", "production", version)
+    repo.rollback("iris", "production")
+    client = MlflowClient(tracking_uri)
+    for key, value in client.get_registered_model("iris").tags.items():
+        if key.startswith("layerops.alias_history."):
+            entry = json.loads(value)
+            del entry["kind"]  # the format of earlier releases
+            client.set_registered_model_tag("iris", key, json.dumps(entry))
+    assert repo.history("iris")[-1].rollback
+    assert repo.rollback("iris", "production").version == 1
+
+
 def test_rollback_without_an_earlier_version_is_refused(
     repo: MlflowRepository, training_run: TrainingRun, bundle_dir: Path
 ) -> None:

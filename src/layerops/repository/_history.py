@@ -41,6 +41,7 @@ def encode(change: AliasChange) -> str:
             "previous": change.previous,
             "at": change.at.isoformat(),
             "reason": change.reason[:MAX_REASON_CHARS],
+            "kind": "rollback" if change.rollback else "set",
         },
         sort_keys=True,
     )
@@ -61,8 +62,36 @@ def decode(name: str, tags: dict[str, str]) -> list[AliasChange]:
                     previous=None if entry["previous"] is None else int(entry["previous"]),
                     at=datetime.fromisoformat(entry["at"]),
                     reason=str(entry.get("reason", "")),
+                    rollback=_is_rollback(entry),
                 )
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise RepositoryError(f"model {name!r}: alias history tag {key!r} is corrupt ({exc})") from exc
     return changes
+
+
+def _is_rollback(entry: dict[str, object]) -> bool:
+    if "kind" in entry:
+        return entry["kind"] == "rollback"
+    return str(entry.get("reason", "")).startswith(ROLLBACK_REASON)  # entries written before "kind"
+
+
+ROLLBACK_REASON = "rollback from version"
+"""How a rollback's reason starts."""
+
+
+def alias_stack(changes: list[AliasChange], alias: str) -> list[int | None]:
+    """The versions `alias` stood on, oldest first, each rollback taking the top one off.
+
+    A rollback returns to the entry below the top, so repeated rollbacks walk back through the
+    history (v3 → v2 → v1) instead of swapping the last two.
+    """
+    stack: list[int | None] = []
+    for change in (c for c in changes if c.alias == alias):
+        if not stack and change.previous is not None:
+            stack.append(change.previous)  # the alias was set before its history began
+        if change.rollback and stack:
+            stack.pop()
+        if not stack or stack[-1] != change.version:
+            stack.append(change.version)
+    return stack

@@ -152,11 +152,14 @@ class Registry:
 
     def set_alias(self, name: str, alias: str, version: int, *, reason: str = "") -> AliasChange:
         """Point `alias` at `version`, recording the change in the history."""
+        return self._move_alias(name, alias, version, reason, rollback=False)
+
+    def _move_alias(self, name: str, alias: str, version: int, reason: str, *, rollback: bool) -> AliasChange:
         model = self._model(name)
         self._mlflow_version(name, version)
         aliases = model.aliases or {}
         previous = int(aliases[alias]) if alias in aliases else None
-        change = AliasChange(name, alias, version, previous, datetime.now(UTC), reason)
+        change = AliasChange(name, alias, version, previous, datetime.now(UTC), reason, rollback)
         if previous == version:
             return change  # nothing moved: nothing to record
         action = f"pointing alias {alias!r} of model {name!r} at version {version}"
@@ -180,23 +183,21 @@ class Registry:
             pass
 
     def rollback(self, name: str, alias: str = "production", *, reason: str = "") -> AliasChange:
-        """Move `alias` back to the version it pointed to before its last change."""
+        """Move `alias` one step back through its history (repeated: v3 → v2 → v1)."""
         model = self._model(name)
-        changes = [
-            change for change in _history.decode(name, dict(model.tags or {})) if change.alias == alias
-        ]
-        last = changes[-1] if changes else None
-        if last is None or last.previous is None:
-            raise NotFoundError(f"model {name!r}: alias {alias!r} has no earlier version to roll back to")
+        stack = _history.alias_stack(_history.decode(name, dict(model.tags or {})), alias)
         aliases = model.aliases or {}
         current = int(aliases[alias]) if alias in aliases else None
-        if current != last.version:
+        if stack and current != stack[-1]:
             raise RepositoryError(
-                f"model {name!r}: alias {alias!r} points to version {current}, but its last recorded change "
-                f"set version {last.version}; it was moved outside layerops, so use set_alias instead"
+                f"model {name!r}: alias {alias!r} points to version {current}, but its recorded history "
+                f"left it on version {stack[-1]}; it was moved outside layerops, so use set_alias instead"
             )
-        note = f"rollback from version {current}" + (f": {reason}" if reason else "")
-        return self.set_alias(name, alias, last.previous, reason=note)
+        target = stack[-2] if len(stack) > 1 else None
+        if target is None:
+            raise NotFoundError(f"model {name!r}: alias {alias!r} has no earlier version to roll back to")
+        note = f"{_history.ROLLBACK_REASON} {current}" + (f": {reason}" if reason else "")
+        return self._move_alias(name, alias, target, note, rollback=True)
 
     def history(self, name: str) -> list[AliasChange]:
         """Every alias change of `name`, oldest first."""

@@ -90,6 +90,8 @@ class AliasChange:
     previous: int | None
     at: datetime
     reason: str
+    rollback: bool = False
+    """The change was a rollback (it takes the alias one step back through its history)."""
 
 
 @runtime_checkable
