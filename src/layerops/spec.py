@@ -173,6 +173,8 @@ class PipelineSpec(_Strict):
 
     base_dir: Path = Field(default=Path("."), exclude=True)
     """The folder relative paths resolve against (the spec file's folder)."""
+    spec_file: Path | None = Field(default=None, exclude=True)
+    """The file the spec was read from (None for a spec given as a dict or object)."""
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> PipelineSpec:
@@ -324,12 +326,14 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def parse_spec(raw: Any, *, base_dir: Path = Path("."), source: str = "spec") -> PipelineSpec:
+def parse_spec(
+    raw: Any, *, base_dir: Path = Path("."), source: str = "spec", spec_file: Path | None = None
+) -> PipelineSpec:
     """Validate a parsed YAML/JSON document as a `PipelineSpec`, or raise `SpecError`."""
     if not isinstance(raw, dict):
         raise SpecError(f"{source}: the spec must be a mapping of keys, got {type(raw).__name__}")
     try:
-        spec = PipelineSpec.model_validate({**raw, "base_dir": base_dir})
+        spec = PipelineSpec.model_validate({**raw, "base_dir": base_dir, "spec_file": spec_file})
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -366,4 +370,4 @@ def load_spec(path: str | Path) -> PipelineSpec:
         raise SpecError(f"{file}: not valid YAML{where}") from None
     except UnicodeDecodeError:
         raise SpecError(f"{file}: not a UTF-8 text file") from None
-    return parse_spec(raw, base_dir=file.resolve().parent, source=str(file))
+    return parse_spec(raw, base_dir=file.resolve().parent, source=str(file), spec_file=file.resolve())

@@ -129,7 +129,7 @@ def load(
     `engine="auto"` uses ONNX Runtime where the bundle carries a validated export and the native
     scikit-learn pipeline otherwise; `"native"` always loads the pipeline.
     """
-    model_ref = _parse(ref)
+    model_ref = parse_ref(ref)
     base = _context.settings(home, tracking_uri)
     settings = ServeSettings(
         home=base.home,
@@ -153,7 +153,8 @@ def _column(series: pd.Series) -> list[Any]:
     return values
 
 
-def _parse(ref: str) -> ModelRef:
+def parse_ref(ref: str) -> ModelRef:
+    """`NAME`, `NAME@ALIAS` or `NAME@VERSION` (an `InputError` otherwise)."""
     try:
         return ModelRef.parse(ref)
     except ValueError as exc:

@@ -85,7 +85,7 @@ def rollback(
     home: str | Path | None = None,
     tracking_uri: str | None = None,
 ) -> AliasChange:
-    """Move `alias` back to the version it pointed to before its last change."""
+    """Move `alias` one step back through its history (repeated: v3 → v2 → v1)."""
     repository = _context.repository(home, tracking_uri)
     return repository.rollback(name, alias, reason=reason or "rolled back with layerops.models.rollback")
 

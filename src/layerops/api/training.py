@@ -95,8 +95,13 @@ def train(
     if alias is not None and repository is not None and result.version is not None:
         repository.set_alias(pipeline.name, alias, result.version.version, reason="set by layerops.train")
         result.version = repository.get_version(pipeline.name, result.version.version)
+    return result_of(pipeline, result)
+
+
+def result_of(spec: PipelineSpec, result: TrainingResult) -> TrainResult:
+    """The API's view of the training layer's result."""
     return TrainResult(
-        name=pipeline.name,
+        name=spec.name,
         winner=result.winner.name,
         metric=result.metric,
         leaderboard=pd.DataFrame(leaderboard_rows(result)),

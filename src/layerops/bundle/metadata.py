@@ -41,14 +41,24 @@ class OnnxInfo(_Frozen):
 
 
 class Lineage(_Frozen):
-    """Where the model came from, enough to reproduce it."""
+    """Where the model came from, enough to reproduce it (`layerops.reproduce`)."""
 
     dataset_sha256: str
+    """Content hash of the training data as loaded (columns, dtypes, values, row order)."""
     spec_sha256: str
     seed: int
     git_commit: str | None = None
+    """The commit checked out where the spec lives, `+dirty` when the work tree differs from it."""
+    git_dirty: bool | None = None
+    """Modified tracked files, or a spec file git does not track (None: not in a git repository)."""
     data_source: str = ""
+    """A path or URL (absolute), a SQL query with its redacted URL, or in-memory data."""
     libraries: dict[str, str] = Field(default_factory=dict)
+    spec: dict[str, Any] = Field(default_factory=dict)
+    """The spec's content as validated (credentials in SQL URLs redacted)."""
+    python: str = ""
+    platform: str = ""
+    """`platform.platform()` of the training machine."""
 
 
 class BundleMetadata(_Frozen):

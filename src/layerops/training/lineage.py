@@ -1,4 +1,4 @@
-"""Lineage: what a model was made from, enough to reproduce it."""
+"""Lineage: what a model was made from, enough to rebuild it (`layerops.api.reproduce`)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from layerops.bundle import Lineage
 from layerops.spec import PipelineSpec
@@ -35,26 +36,41 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def git_commit(folder: Path) -> str | None:
-    """The commit checked out in `folder`'s repository (with `+dirty` if modified), or None."""
+def _git(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (fixed argv, no shell)
+        ["git", "-C", str(folder), *args],  # noqa: S607
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    )
+
+
+def git_state(folder: Path, spec_file: Path | None = None) -> tuple[str | None, bool | None]:
+    """The commit checked out in `folder`'s repository and whether the work differs from it.
+
+    Dirty means a modified tracked file, or a spec file git does not track (a spec nobody
+    committed cannot be rebuilt from the commit). (None, None) outside a git repository.
+    """
     try:
-        head = subprocess.run(  # noqa: S603 (fixed argv, no shell)
-            ["git", "-C", str(folder), "rev-parse", "HEAD"],  # noqa: S607
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(  # noqa: S603 (fixed argv, no shell)
-            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
+        head = _git(folder, "rev-parse", "HEAD")
+        if head.returncode != 0:
+            return None, None
+        changed = _git(folder, "status", "--porcelain", "--untracked-files=no").stdout.strip()
+        untracked = (
+            spec_file is not None
+            and _git(folder, "ls-files", "--error-unmatch", str(spec_file)).returncode != 0
+        )
     except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{head}+dirty" if dirty else head
+        return None, None
+    return head.stdout.strip(), bool(changed) or untracked
+
+
+def _redact_url(url: str) -> str:
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
 def describe_source(spec: PipelineSpec) -> str:
@@ -64,20 +80,29 @@ def describe_source(spec: PipelineSpec) -> str:
     if spec.data.path is not None:
         return spec.resolve_path(spec.data.path)
     assert spec.data.sql is not None
-    url = spec.data.sql.url
-    if "@" in url:  # never record credentials
-        scheme, _, rest = url.partition("://")
-        url = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-    return f"sql: {spec.data.sql.query} @ {url}"
+    return f"sql: {spec.data.sql.query} @ {_redact_url(spec.data.sql.url)}"  # never record credentials
+
+
+def spec_content(spec: PipelineSpec) -> dict[str, Any]:
+    """The spec as validated, with credentials in a SQL URL redacted."""
+    content = spec.model_dump(mode="json")
+    if spec.data is not None and spec.data.sql is not None:
+        content["data"]["sql"]["url"] = _redact_url(spec.data.sql.url)
+    return content
 
 
 def collect(spec: PipelineSpec, dataset_sha256: str) -> Lineage:
     """The lineage record of a run of `spec` on data with the given content hash."""
+    commit, dirty = git_state(spec.base_dir, spec.spec_file)
     return Lineage(
         dataset_sha256=dataset_sha256,
         spec_sha256=spec.content_hash(),
         seed=spec.seed,
-        git_commit=git_commit(spec.base_dir),
+        git_commit=None if commit is None else f"{commit}+dirty" if dirty else commit,
+        git_dirty=dirty,
         data_source=describe_source(spec),
         libraries=library_versions(),
+        spec=spec_content(spec),
+        python=platform.python_version(),
+        platform=platform.platform(),
     )

@@ -22,6 +22,7 @@ from sklearn.pipeline import Pipeline
 
 from layerops.bundle import BundleMetadata, Lineage, ModelBundle, save_bundle
 from layerops.bundle.profile import build_profile, infer_schema
+from layerops.errors import DataError
 from layerops.repository.api import CandidateRun, ModelRepository, ModelVersion, RunInfo, TrainingRun
 from layerops.spec import PipelineSpec, Task
 from layerops.training import lineage
@@ -131,17 +132,24 @@ def train(
     *,
     reporter: Reporter | None = None,
     data: pd.DataFrame | None = None,
+    expect_sha256: str | None = None,
 ) -> TrainingResult:
     """Run the whole pipeline; register the winner in `repository` unless it is None.
 
     `repository` may be a callable (e.g. a future's `result`) so that opening it — importing
     MLflow, migrating a new database — overlaps with training instead of preceding it. `data`
-    replaces the spec's source (whose `data` must then be None: the lineage says so).
+    replaces the spec's source (whose `data` must then be None: the lineage says so). With
+    `expect_sha256` (a reproduction), data with another content hash stops the run before training.
     """
     report = reporter or SilentReporter()
     report.stage("loading data")
     raw = training_frame(spec, data)
     data_hash = dataset_sha256(raw)
+    if expect_sha256 is not None and data_hash != expect_sha256:
+        raise DataError(
+            f"the data changed: {lineage.describe_source(spec)} hashes to {data_hash[:16]}…, the "
+            f"recorded training data to {expect_sha256[:16]}…; nothing was trained"
+        )
     report.stage(f"loaded {len(raw):,} rows × {raw.shape[1]} columns; validating")
     validate_frame(raw, spec.validation, target=spec.target)
     cleaned, cleaning = clean(raw, spec.cleaning, target=spec.target)
