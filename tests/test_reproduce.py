@@ -72,6 +72,9 @@ def test_a_reproduced_version_predicts_identically_and_exports_identical_onnx(
     assert lineage.git_dirty is True  # the spec is not committed
     assert lineage.python and lineage.platform and lineage.libraries["scikit-learn"]
 
+    listed = layerops.models.list(home=home)
+    assert listed["description"].tolist() == ["iris, to be rebuilt"]  # the spec's description
+    assert layerops.models.show("iris", version=1, home=home).description == "iris, to be rebuilt"
     again = layerops.reproduce("iris@1", home=home)
     assert (first.version, again.version) == (1, 2) and again.winner == first.winner
     assert again.bundle.metadata.lineage.spec_sha256 == lineage.spec_sha256

@@ -36,7 +36,9 @@ class Registry:
 
     # -- versions ----------------------------------------------------------------------------
 
-    def register(self, name: str, run: RunInfo, *, tags: dict[str, str] | None = None) -> ModelVersion:
+    def register(
+        self, name: str, run: RunInfo, *, tags: dict[str, str] | None = None, description: str = ""
+    ) -> ModelVersion:
         """Register the run's bundle as the next version of `name`."""
         action = f"registering run {run.run_id} as model {name!r}"
         with translated(self._uri, action, not_found=f"training run {run.run_id!r} does not exist"):
@@ -62,8 +64,15 @@ class Registry:
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
+            if description:
+                self._client.update_registered_model(name, description=description)
             created = self._client.create_model_version(
-                name, source, run_id=run.run_id, tags=version_tags, await_creation_for=REGISTER_TIMEOUT_S
+                name,
+                source,
+                run_id=run.run_id,
+                tags=version_tags,
+                description=description or None,
+                await_creation_for=REGISTER_TIMEOUT_S,
             )
             version = self._client.get_model_version(name, created.version)
         if version.status != "READY":

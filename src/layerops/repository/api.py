@@ -102,8 +102,11 @@ class ModelRepository(Protocol):
         """Log a pipeline run with one nested run per candidate and the winner's bundle."""
         ...
 
-    def register(self, name: str, run: RunInfo, *, tags: dict[str, str] | None = None) -> ModelVersion:
-        """Register the run's bundle as the next version of `name`."""
+    def register(
+        self, name: str, run: RunInfo, *, tags: dict[str, str] | None = None, description: str = ""
+    ) -> ModelVersion:
+        """Register the run's bundle as the next version of `name` (`description`: the spec's, shown
+        by `models list`; a later version's description replaces an earlier one's on the model)."""
         ...
 
     def list_models(self) -> list[ModelSummary]:

@@ -84,9 +84,12 @@ class MlflowRepository:
 
     # -- registry ----------------------------------------------------------------------------
 
-    def register(self, name: str, run: RunInfo, *, tags: dict[str, str] | None = None) -> ModelVersion:
-        """Register the run's bundle as the next version of `name`."""
-        return self._registry.register(name, run, tags=tags)
+    def register(
+        self, name: str, run: RunInfo, *, tags: dict[str, str] | None = None, description: str = ""
+    ) -> ModelVersion:
+        """Register the run's bundle as the next version of `name` (`description`: the spec's, shown
+        by `models list`; a later version's description replaces an earlier one's on the model)."""
+        return self._registry.register(name, run, tags=tags, description=description)
 
     def list_models(self) -> list[ModelSummary]:
         """Every registered model."""

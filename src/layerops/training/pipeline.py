@@ -206,7 +206,9 @@ def train(
             leaderboard_csv=leaderboard_csv(result),
         )
         result.run = repository.log_training(run_record, folder)
-    result.version = repository.register(spec.name, result.run, tags=_lineage_tags(bundle.metadata.lineage))
+    result.version = repository.register(
+        spec.name, result.run, tags=_lineage_tags(bundle.metadata.lineage), description=spec.description
+    )
     report.stage(f"registered {spec.name} version {result.version.version}")
     return result
 
