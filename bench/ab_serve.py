@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--rows", type=int, default=20_000, help="rows of the generated training set")
-    parser.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "layerops-bench-serve")
+    parser.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "layerops-bench-ab")
     parser.add_argument("--start-timeout", type=float, default=180.0)
     parser.add_argument("--retries", type=int, default=2, help="re-runs of a run disturbed by other work")
     parser.add_argument("--quiet-wait", type=float, default=20.0)
@@ -108,7 +108,7 @@ def main() -> None:
     for key in [k for k in env if k.startswith(("LAYEROPS_", "MLFLOW_"))]:
         del env[key]
     started = time.perf_counter()
-    models = prepare_models(args.home, args.rows, env)
+    models = prepare_models(args.home, args.rows, env, bin_dir=before_bin.parent)
     ref = models[REFERENCE_MODEL.name]
     work = Path(tempfile.mkdtemp(prefix="layerops-bench-ab-"))
     bodies = write_bodies(work, models["data"])

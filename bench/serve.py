@@ -156,8 +156,12 @@ def _run(argv: list[str], env: dict[str, str], timeout: float) -> None:
         raise RuntimeError(f"{shlex.join(argv)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
 
 
-def prepare_models(home: Path, rows: int, env: dict[str, str]) -> dict[str, Any]:
-    """Train and promote both forests unless a registered production version is already there."""
+def prepare_models(home: Path, rows: int, env: dict[str, str], bin_dir: Path = BIN) -> dict[str, Any]:
+    """Train and promote both forests unless a registered production version is already there.
+
+    `bin_dir` holds the `layerops` that trains: an A/B trains with the older build, whose bundles
+    both builds read (a newer build's metadata may carry fields an older one refuses).
+    """
     from layerops.datasets import synthetic_classification
     from layerops.errors import NotFoundError
     from layerops.repository.factory import open_repository
@@ -180,7 +184,7 @@ def prepare_models(home: Path, rows: int, env: dict[str, str]) -> dict[str, Any]
             spec_path = home / f"{name}.yaml"
             spec_path.write_text(SPEC.format(name=name, data=data, trees=spec.trees, depth=spec.depth))
             started = time.perf_counter()
-            layerops = [str(BIN / "layerops"), "--home", str(home)]
+            layerops = [str(bin_dir / "layerops"), "--home", str(home)]
             _run([*layerops, "train", str(spec_path), "--quiet"], env, timeout=1800)
             latest = repo.list_versions(name)[0].version
             _run([*layerops, "models", "promote", name, "--version", str(latest)], env, timeout=300)
