@@ -16,7 +16,7 @@ import anyio
 import anyio.to_thread
 from fastapi import FastAPI
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Match
+from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from layerops.delivery.http_errors import Transport, install_error_handlers
@@ -24,6 +24,7 @@ from layerops.delivery.middleware import (
     AccessLogMiddleware,
     ApiKeyMiddleware,
     BodySizeLimitMiddleware,
+    DirectRoutesMiddleware,
     ErrorBoundaryMiddleware,
     MetricsMiddleware,
     RequestIdMiddleware,
@@ -57,8 +58,9 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
     )
     _document_each_model(app, runtime)
     install_error_handlers(app)
-    # First of all routes (before FastAPI's docs routes too): the hottest path is matched first.
-    app.router.routes.insert(0, predict_route(service))
+    # The hottest path: matched first by the innermost middleware, and first in the router (405s).
+    predict = predict_route(service)
+    app.router.routes.insert(0, predict)
     for router in (
         native.build_router(service),
         v2.build_router(service),
@@ -75,7 +77,7 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
         responses=error_responses(Transport.NATIVE, *ALWAYS),
         response_class=PlainTextResponse,  # the text exposition format
     )
-    _add_middleware(app, runtime)
+    _add_middleware(app, runtime, direct=[predict])
     app.state.runtime = runtime
     return app
 
@@ -131,15 +133,16 @@ def _document_each_model(app: FastAPI, runtime: ServingRuntime) -> None:
     runtime.swap_listeners.append(forget)
 
 
-def _add_middleware(app: FastAPI, runtime: ServingRuntime) -> None:
+def _add_middleware(app: FastAPI, runtime: ServingRuntime, direct: list[Route]) -> None:
     """The middleware stack; a request passes metrics → request id → access log → error boundary →
-    auth → body limit → timeout → routes."""
+    auth → body limit → timeout → the `direct` raw ASGI routes → FastAPI's routes."""
     settings = runtime.settings
 
     def routable(scope: Scope) -> bool:  # read at call time: reloads add documented routes
         return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
 
-    app.add_middleware(  # innermost first
+    app.add_middleware(DirectRoutesMiddleware, routes=direct)  # innermost first
+    app.add_middleware(
         TimeoutMiddleware, default_seconds=settings.request_timeout_seconds, per_model=settings.model_timeouts
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
