@@ -23,7 +23,7 @@ from layerops.datasets import iris, shipping
 from layerops.errors import BundleError
 from layerops.repository import RunInfo, TrainingRun, _runs
 from layerops.repository.factory import open_repository
-from layerops.repository.mlflow_pyfunc import BundleModel
+from layerops.repository.mlflow_pyfunc import BundleModel, OnnxGraph
 from layerops.repository.mlflow_repo import (
     DIGEST_TAG,
     KIND_TAG,
@@ -104,6 +104,19 @@ def test_models_uri_loads_a_regressor_with_categoricals_and_predicts_values(
     assert predicted.dtype == np.float64
     np.testing.assert_allclose(predicted, bundle.model.predict(rows), rtol=1e-5, atol=1e-4)
     assert any(f.dtype == "category" for f in bundle.metadata.features)
+
+
+def test_an_onnx_export_that_misses_the_reference_outputs_is_not_used(registry: MlflowRepository) -> None:
+    bundle = registry.load_bundle("iris", "production")
+    rows = bundle.metadata.reference_rows
+    shifted = [{**row, "probabilities": [p + 1e-3 for p in row["probabilities"]]} for row in rows]
+    off = ModelBundle(
+        bundle.model, bundle.metadata.model_copy(update={"reference_rows": shifted}), bundle.onnx_model
+    )
+
+    assert OnnxGraph.checked(bundle) is not None
+    assert OnnxGraph.checked(off) is None
+    assert BundleModel(off, None).engine == "native"
 
 
 def test_the_registered_source_is_the_mlflow_model_with_the_bundle_inside(

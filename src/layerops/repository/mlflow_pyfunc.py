@@ -25,7 +25,12 @@ import pandas as pd
 import yaml
 
 from layerops.bundle import ModelBundle, load_bundle
-from layerops.bundle.onnx_io import PREDICTION_OUTPUT, PROBABILITIES_OUTPUT, onnx_feeds
+from layerops.bundle.onnx_io import (
+    MISSING_CATEGORY,
+    PREDICTION_OUTPUT,
+    PROBABILITIES_OUTPUT,
+    numeric_input_dtype,
+)
 from layerops.errors import BundleError, DataError
 
 PARITY_TOLERANCE = 1e-5
@@ -53,13 +58,13 @@ def _recorded_digest(mlmodel: Path) -> str | None:
 class BundleModel:
     """A verified bundle that predicts labels (classification) or values (regression) for a frame."""
 
-    def __init__(self, bundle: ModelBundle, session: Any | None) -> None:
-        """Predict with the ONNX Runtime `session` when given, else with `bundle.model`."""
-        if session is None and bundle.model is None:
+    def __init__(self, bundle: ModelBundle, onnx: OnnxGraph | None) -> None:
+        """Predict with the `onnx` graph when given, else with the native `bundle.model`."""
+        if onnx is None and bundle.model is None:
             raise BundleError(f"{bundle.metadata.name}: neither an ONNX session nor the native model")
         self.bundle = bundle
-        self.engine = "onnx" if session is not None else "native"
-        self._session = session
+        self.engine = "onnx" if onnx is not None else "native"
+        self._onnx = onnx
         meta = bundle.metadata
         self._classes = np.asarray(meta.classes, dtype=object) if meta.task == "classification" else None
 
@@ -67,10 +72,10 @@ class BundleModel:
     def load(cls, folder: Path, *, expected_digest: str | None = None) -> BundleModel:
         """Load and verify the bundle in `folder`; ONNX when it passes the parity check, else native."""
         bundle = load_bundle(folder, expected_digest=expected_digest, native=False)
-        session = _parity_checked_session(bundle)
-        if session is None:
+        onnx = OnnxGraph.checked(bundle)
+        if onnx is None:
             bundle = load_bundle(folder, expected_digest=expected_digest, native=True)
-        return cls(bundle, session)
+        return cls(bundle, onnx)
 
     def get_raw_model(self) -> BundleModel:
         """This model (`PyFuncModel.get_raw_model()` hands it out): its `bundle` and `engine`."""
@@ -78,23 +83,28 @@ class BundleModel:
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> npt.NDArray[Any]:
         """Class labels (object array) or float64 values, one per row of `model_input`."""
-        frame = _frame(model_input, self.bundle)
-        if self._session is not None:
-            output = _run(self._session, frame, self.bundle)
-        elif self._classes is not None:
-            output = np.asarray(self.bundle.model.predict_proba(frame), dtype=np.float64)
+        columns = _columns(model_input, self.bundle)
+        if self._onnx is not None:
+            output = self._onnx.run(columns)
         else:
-            output = np.asarray(self.bundle.model.predict(frame), dtype=np.float64)
+            frame = pd.DataFrame(columns, columns=self.bundle.metadata.feature_names())
+            model = self.bundle.model
+            predicted = model.predict_proba(frame) if self._classes is not None else model.predict(frame)
+            output = np.asarray(predicted, dtype=np.float64)
         if self._classes is not None:
             return self._classes[output.argmax(axis=1)]  # type: ignore[no-any-return]
         return output.reshape(-1)
 
 
-def _frame(model_input: Any, bundle: ModelBundle) -> pd.DataFrame:
-    """The features in schema order as the pipeline was fitted on them: numbers as float64, text
-    as str, missing values (and absent optional features) as NaN."""
+Columns = dict[str, npt.NDArray[Any]]
+"""Feature name → one value per row: float64 with NaN, or objects (str, NaN for missing)."""
+
+
+def _columns(model_input: Any, bundle: ModelBundle) -> Columns:
+    """The features as the native pipeline was fitted on them: numbers as float64, categories as
+    str; missing values, and absent optional features, as NaN (the serving layer's native feeds)."""
     frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-    columns: dict[str, Any] = {}
+    columns: Columns = {}
     for feature in bundle.metadata.features:
         if feature.name not in frame.columns:
             if feature.required:
@@ -104,42 +114,60 @@ def _frame(model_input: Any, bundle: ModelBundle) -> pd.DataFrame:
         values = frame[feature.name]
         if feature.dtype == "category":
             missing = values.isna().to_numpy()
-            text = [
-                np.nan if gone else v if isinstance(v, str) else str(v)
-                for v, gone in zip(values, missing, strict=True)
-            ]
+            text = [np.nan if gone else str(v) for v, gone in zip(values, missing, strict=True)]
             columns[feature.name] = np.asarray(text, dtype=object)
-            continue
-        try:
-            columns[feature.name] = pd.to_numeric(values, errors="raise").astype("float64").to_numpy()
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"{bundle.metadata.name}: column {feature.name!r} is not numeric") from exc
-    return pd.DataFrame(columns, index=frame.index)
+        elif values.dtype == np.float64:  # what MLflow's schema enforcement hands over
+            columns[feature.name] = values.to_numpy()
+        else:
+            try:
+                columns[feature.name] = pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"{bundle.metadata.name}: column {feature.name!r} is not numeric") from exc
+    return columns
 
 
-def _run(session: Any, frame: pd.DataFrame, bundle: ModelBundle) -> npt.NDArray[np.float64]:
-    """Probabilities [N, n_classes] or values [N, 1] of the ONNX graph, as float64."""
-    classify = bundle.metadata.task == "classification"
-    output = PROBABILITIES_OUTPUT if classify else PREDICTION_OUTPUT
-    (result,) = session.run([output], onnx_feeds(frame, bundle.metadata.features, session))
-    return np.asarray(result, dtype=np.float64)
+class OnnxGraph:
+    """The bundle's ONNX export in one ONNX Runtime session, fed as `onnx_io.onnx_feeds` lays out."""
 
-
-def _parity_checked_session(bundle: ModelBundle) -> Any | None:
-    """An ONNX Runtime session when the export converted and matches the reference outputs."""
-    meta = bundle.metadata
-    if bundle.onnx_model is None or not meta.onnx.converted:
-        return None
-    try:
+    def __init__(self, bundle: ModelBundle) -> None:
+        """A session on `bundle.onnx_model` (onnxruntime's own errors propagate)."""
         import onnxruntime as ort
 
-        session = ort.InferenceSession(bundle.onnx_model, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(bundle.onnx_model, providers=["CPUExecutionProvider"])
+        self._declared = {str(node.name): str(node.type) for node in self._session.get_inputs()}
+        self._numeric = np.dtype(numeric_input_dtype(self._declared.values()))
+        classify = bundle.metadata.task == "classification"
+        self._output = PROBABILITIES_OUTPUT if classify else PREDICTION_OUTPUT
+
+    @classmethod
+    def checked(cls, bundle: ModelBundle) -> OnnxGraph | None:
+        """The graph when the export converted and matches the reference outputs, else None."""
+        meta = bundle.metadata
+        if bundle.onnx_model is None or not meta.onnx.converted:
+            return None
         rows = meta.reference_rows
-        if not rows:
-            return session
-        actual = _run(session, _frame([row["features"] for row in rows], bundle), bundle)
-    except Exception:  # onnxruntime raises its own error types: the native model serves instead
-        return None
-    key = "probabilities" if meta.task == "classification" else "prediction"
-    expected = np.asarray([row[key] for row in rows], dtype=np.float64).reshape(actual.shape)
-    return session if float(np.max(np.abs(actual - expected))) <= PARITY_TOLERANCE else None
+        try:
+            graph = cls(bundle)
+            if not rows:
+                return graph
+            actual = graph.run(_columns([row["features"] for row in rows], bundle))
+        except Exception:  # onnxruntime raises its own error types: the native model serves instead
+            return None
+        key = "probabilities" if meta.task == "classification" else "prediction"
+        expected = np.asarray([row[key] for row in rows], dtype=np.float64).reshape(actual.shape)
+        return graph if float(np.max(np.abs(actual - expected))) <= PARITY_TOLERANCE else None
+
+    def run(self, columns: Columns) -> npt.NDArray[np.float64]:
+        """Probabilities [N, n_classes] or values [N, 1], as float64."""
+        feeds: dict[str, npt.NDArray[Any]] = {}
+        for name, kind in self._declared.items():
+            values = columns[name]
+            if kind == "tensor(string)":
+                feed = np.empty(len(values), dtype=object)
+                feed[:] = [MISSING_CATEGORY if pd.isna(v) else str(v) for v in values]
+            else:
+                feed = pd.to_numeric(values).astype(self._numeric) if values.dtype == object else values
+                feed = np.asarray(feed, dtype=self._numeric)
+            feeds[name] = feed.reshape(-1, 1)
+        (result,) = self._session.run([self._output], feeds)
+        return np.asarray(result, dtype=np.float64)
