@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
 
 from tests.delivery.conftest import IRIS_ROWS, SHIPPING_ROWS
+from tests.delivery.test_serve_process import Server
 
 pytestmark = pytest.mark.slow
 
@@ -98,6 +98,17 @@ def mlflow_servers(served_home: Path) -> Iterator[dict[str, MlflowServer]]:
             server.stop()
 
 
+@pytest.fixture(scope="module")
+def layerops_server(served_home: Path) -> Iterator[Server]:
+    """`layerops serve` on the same home (every production model)."""
+    server = Server(served_home)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
 def _bodies(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The same rows in each of MLflow's JSON input formats."""
     frame = pd.DataFrame(rows)
@@ -117,12 +128,12 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "fmt"), CASES)
 def test_mlflow_models_serve_answers_like_layerops_serve(
-    mlflow_servers: dict[str, MlflowServer], client: TestClient, name: str, fmt: str
+    mlflow_servers: dict[str, MlflowServer], layerops_server: Server, name: str, fmt: str
 ) -> None:
     body = _bodies(IRIS_ROWS if name == "iris" else SHIPPING_ROWS)[fmt]
 
     theirs = mlflow_servers[name].client.post("/invocations", json=body)
-    ours = client.post("/invocations", params={"model": name}, json=body)
+    ours = layerops_server.client.post("/invocations", params={"model": name}, json=body)
 
     assert theirs.status_code == ours.status_code == 200, (theirs.text, ours.text)
     assert theirs.json() == ours.json()
@@ -136,14 +147,16 @@ def test_mlflow_models_serve_answers_like_layerops_serve(
 
 @pytest.mark.parametrize("name", ["iris", "shipping"])
 def test_csv_bodies_get_the_same_answers_too(
-    mlflow_servers: dict[str, MlflowServer], client: TestClient, name: str
+    mlflow_servers: dict[str, MlflowServer], layerops_server: Server, name: str
 ) -> None:
     text = io.StringIO()
     pd.DataFrame(IRIS_ROWS if name == "iris" else SHIPPING_ROWS).to_csv(text, index=False)
     headers = {"Content-Type": "text/csv"}
 
     theirs = mlflow_servers[name].client.post("/invocations", content=text.getvalue(), headers=headers)
-    ours = client.post("/invocations", params={"model": name}, content=text.getvalue(), headers=headers)
+    ours = layerops_server.client.post(
+        "/invocations", params={"model": name}, content=text.getvalue(), headers=headers
+    )
 
     assert theirs.status_code == ours.status_code == 200, (theirs.text, ours.text)
     assert theirs.json() == ours.json()
