@@ -50,9 +50,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> MlflowRepository:
     home = tmp_path_factory.mktemp("standard-models")
     iris().to_csv(home / "iris.csv", index=False)
     shipping(300, seed=2).to_csv(home / "shipping.csv", index=False)
+    _flags().to_csv(home / "flags.csv", index=False)
     repository = open_repository(Settings(home=home))
     assert isinstance(repository, MlflowRepository)
-    for name, target in (("iris", "species"), ("shipping", "cost")):
+    for name, target in (("iris", "species"), ("shipping", "cost"), ("flags", "species")):
         spec = {
             "name": name,
             "data": {"path": f"{name}.csv"},
@@ -64,6 +65,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> MlflowRepository:
         assert result.version is not None
         repository.set_alias(name, "production", result.version.version, reason="test")
     return repository
+
+
+def _flags() -> pd.DataFrame:
+    """Iris with a boolean feature."""
+    frame = iris()
+    frame["long_petals"] = frame["petal_length"] > 4.5
+    return frame[["sepal_width", "long_petals", "species"]]
 
 
 @pytest.fixture
@@ -117,6 +125,19 @@ def test_an_onnx_export_that_misses_the_reference_outputs_is_not_used(registry: 
     assert OnnxGraph.checked(bundle) is not None
     assert OnnxGraph.checked(off) is None
     assert BundleModel(off, None).engine == "native"
+
+
+def test_boolean_features_take_booleans(registry: MlflowRepository) -> None:
+    served = mlflow.pyfunc.load_model("models:/flags@production")
+    bundle = registry.load_bundle("flags", "production")
+    rows = _flags().drop(columns=["species"]).sample(40, random_state=3)
+
+    predicted = served.predict(rows)
+
+    assert [f.dtype for f in bundle.metadata.features] == ["float", "bool"]
+    native = bundle.model.predict_proba(rows.astype("float64")).argmax(axis=1)
+    assert list(predicted) == [bundle.metadata.classes[i] for i in native]  # type: ignore[index]
+    assert served.metadata.get_input_schema().input_types_dict()["long_petals"].name == "boolean"
 
 
 def test_the_registered_source_is_the_mlflow_model_with_the_bundle_inside(

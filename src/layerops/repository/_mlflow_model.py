@@ -86,15 +86,13 @@ def save_mlflow_model(bundle_dir: Path, meta: BundleMetadata, folder: Path) -> N
 
 
 def _signature(meta: BundleMetadata) -> object:
-    """Inputs as the pipeline was fitted on them (numbers and booleans as double, text as string);
-    the output is the label (string) or the value (double)."""
+    """Inputs as `/invocations` takes them (numbers as double, booleans as boolean, categories as
+    string); the output is the label (string) or the value (double)."""
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
-    columns = [
-        ColSpec("string" if f.dtype == "category" else "double", f.name, required=f.required)
-        for f in meta.features
-    ]
+    kinds = {"category": "string", "bool": "boolean"}
+    columns = [ColSpec(kinds.get(f.dtype, "double"), f.name, required=f.required) for f in meta.features]
     output = ColSpec("string" if meta.task == "classification" else "double")
     return ModelSignature(inputs=Schema(columns), outputs=Schema([output]))  # type: ignore[arg-type]
 
