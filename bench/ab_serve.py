@@ -108,7 +108,7 @@ def main() -> None:
     for key in [k for k in env if k.startswith(("LAYEROPS_", "MLFLOW_"))]:
         del env[key]
     started = time.perf_counter()
-    models = prepare_models(args.home, args.rows, env, bin_dir=before_bin.parent)
+    models = prepare_models(args.home, args.rows, env, bin_dir=before_bin.parent, mlflow_model=False)
     ref = models[REFERENCE_MODEL.name]
     work = Path(tempfile.mkdtemp(prefix="layerops-bench-ab-"))
     bodies = write_bodies(work, models["data"])

@@ -5,8 +5,11 @@ on a generated 20-feature classification set — and a heavier forest, registers
 each server on loopback with its default worker count (1 for all three) and with 2 workers:
 
 - `layerops serve` (API key on, input validation, metrics, access log as configured by default);
-- `mlflow models serve --env-manager local` on the MLflow sklearn model layerops logs beside the
-  bundle (the same fitted pipeline, skops);
+- `mlflow models serve --env-manager local -m models:/NAME@production`: the registered version
+  itself, a standard MLflow model whose python_function loader (layerops') answers labels from
+  the same verified bundle (ONNX Runtime when the export passes its parity check, as `layerops
+  serve`'s `auto` engine), behind MLflow's own scoring server (its parsing, schema enforcement
+  and JSON encoding);
 - `bench/reference_server.py`: FastAPI + ONNX Runtime + orjson, no auth, validation or metrics;
   `reference` scores on the event loop, `reference-sync` is the same server with the common `def`
   endpoint that FastAPI runs in its thread pool (default worker count only).
@@ -58,7 +61,9 @@ BIN = Path(sys.executable).parent
 API_KEY = "bench-not-a-secret"
 HOST = "127.0.0.1"
 BATCH_ROWS = 10_000
-MLFLOW_MODEL_TAG = "layerops.mlflow_model_uri"
+LAYOUT_TAG = "layerops.layout"
+MLFLOW_MODEL_LAYOUT = "mlflow-model/1"
+"""A version with this layout is a standard MLflow model (`models:/NAME@ALIAS` serves it)."""
 NOISY_CORES = 0.25
 """A run during which other processes used this many cores or more is disturbed: retried."""
 
@@ -156,11 +161,14 @@ def _run(argv: list[str], env: dict[str, str], timeout: float) -> None:
         raise RuntimeError(f"{shlex.join(argv)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
 
 
-def prepare_models(home: Path, rows: int, env: dict[str, str], bin_dir: Path = BIN) -> dict[str, Any]:
+def prepare_models(
+    home: Path, rows: int, env: dict[str, str], bin_dir: Path = BIN, *, mlflow_model: bool = True
+) -> dict[str, Any]:
     """Train and promote both forests unless a registered production version is already there.
 
     `bin_dir` holds the `layerops` that trains: an A/B trains with the older build, whose bundles
     both builds read (a newer build's metadata may carry fields an older one refuses).
+    `mlflow_model`: a version is reused only if MLflow can serve it (`models:/NAME@production`).
     """
     from layerops.datasets import synthetic_classification
     from layerops.errors import NotFoundError
@@ -177,7 +185,7 @@ def prepare_models(home: Path, rows: int, env: dict[str, str], bin_dir: Path = B
         name = f"{spec.name}_r{rows}"
         try:
             version = repo.resolve_alias(name, "production")
-            reused = MLFLOW_MODEL_TAG in version.tags
+            reused = not mlflow_model or version.tags.get(LAYOUT_TAG) == MLFLOW_MODEL_LAYOUT
         except NotFoundError:
             reused = False
         if not reused:
@@ -199,6 +207,7 @@ def prepare_models(home: Path, rows: int, env: dict[str, str], bin_dir: Path = B
             "reused": reused,
         }
     found["data"] = pd.read_csv(data).drop(columns=["label"])
+    found["tracking_uri"] = Settings(home=home).resolved_tracking_uri()
     return found
 
 
@@ -818,9 +827,10 @@ def main() -> None:
 
     def targets(workers: int) -> list[Target]:
         mlflow_argv = [
-            str(BIN / "mlflow"), "models", "serve", "-m", ref["version"].tags[MLFLOW_MODEL_TAG],
+            str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{ref['name']}@production",
             "--env-manager", "local", "-h", HOST, "-p", "{port}", "--workers", str(workers),
         ]  # fmt: skip
+        mlflow_env = {**env, "MLFLOW_TRACKING_URI": models["tracking_uri"]}
         reference_argv = [
             str(BIN / "uvicorn"), "--app-dir", str(BENCH_DIR), "--factory", "reference_server:app_from_env",
             "--host", HOST, "--port", "{port}", "--workers", str(workers), "--no-access-log",
@@ -830,7 +840,9 @@ def main() -> None:
         reference_env = {**env, "REFERENCE_ONNX": str(onnx_path), "REFERENCE_CLASSES": classes}
         sync_env = {**reference_env, "REFERENCE_ENDPOINT": "sync"}
         return [
-            Target("mlflow", mlflow_argv, env, "/invocations", bodies["split_1"], bodies["split_batch"]),
+            Target(
+                "mlflow", mlflow_argv, mlflow_env, "/invocations", bodies["split_1"], bodies["split_batch"]
+            ),
             Target(
                 "reference", reference_argv, reference_env, "/predict", bodies["rows_1"], bodies["rows_batch"]
             ),

@@ -37,6 +37,7 @@ from layerops.delivery.runtime import build_runtime
 from layerops.delivery.settings import ServeSettings
 from layerops.repository.api import CandidateRun, ModelRepository, TrainingRun
 from layerops.repository.factory import open_repository
+from layerops.repository.mlflow_repo import bundle_uri
 from layerops.training.export import export_onnx
 from tests.delivery.conftest import (
     ADMIN,
@@ -126,8 +127,8 @@ def register_bundle(repository: ModelRepository, bundle: ModelBundle, folder: Pa
 
 
 def source_folder(repository: ModelRepository, name: str, version: int) -> Path:
-    """The local artifact folder behind a version's `file://` source."""
-    return Path(unquote(urlsplit(repository.get_version(name, version).source).path))
+    """The local bundle folder of a version (inside its `file://` source, the MLflow model folder)."""
+    return Path(unquote(urlsplit(bundle_uri(repository.get_version(name, version))).path))
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -10,6 +10,7 @@ from layerops.delivery.app import create_app
 from layerops.delivery.runtime import build_runtime
 from layerops.delivery.settings import ServeSettings
 from layerops.repository.api import ModelRepository
+from layerops.repository.mlflow_repo import bundle_uri
 from layerops.spec import parse_spec
 from layerops.training.pipeline import train
 from tests.delivery.conftest import ADMIN, ADMIN_KEY, IRIS_ROW, USER, USER_KEY, train_demo_models
@@ -69,8 +70,7 @@ def test_a_broken_new_version_keeps_the_old_one_serving(tmp_path: Path) -> None:
         from layerops.repository.factory import open_repository
 
         repository = open_repository(ServeSettings(home=home))
-        source = repository.get_version("iris", v2).source
-        folder = Path(source.removeprefix("file://"))
+        folder = Path(bundle_uri(repository.get_version("iris", v2)).removeprefix("file://"))
         (folder / "metadata.json").write_text("{}")  # tampered after registration
         repository.set_alias("iris", "production", v2, reason="test")
         outcome = client.post("/admin/reload", headers=ADMIN).json()["outcomes"][0]

@@ -20,14 +20,14 @@ from layerops.bundle import ModelBundle
 from layerops.errors import BundleError, NotFoundError, RepositoryError, RepositoryUnavailableError
 from layerops.repository import ModelRepository, RunInfo, TrainingRun
 from layerops.repository.factory import open_repository
-from layerops.repository.mlflow_repo import DIGEST_TAG, MlflowRepository
+from layerops.repository.mlflow_repo import DIGEST_TAG, MlflowRepository, bundle_uri
 from layerops.settings import Settings
 from tests.bundle.builders import IRIS_FEATURES
 
 
 def _source_folder(repo: MlflowRepository, name: str, version: int) -> Path:
-    """The local folder behind a version's file:// source URI."""
-    return Path(unquote(urlsplit(repo.get_version(name, version).source).path))
+    """The local bundle folder of a version (inside its file:// source, the MLflow model folder)."""
+    return Path(unquote(urlsplit(bundle_uri(repo.get_version(name, version))).path))
 
 
 def _experiment_location(info: RunInfo, client: MlflowClient) -> str:
@@ -55,13 +55,13 @@ def test_log_training_creates_a_parent_and_nested_candidate_runs(
     assert parent.data.metrics["val_accuracy"] == 0.96
     assert parent.info.artifact_uri.startswith(_experiment_location(info, client))
     parent_files = {a.path for a in client.list_artifacts(info.run_id)}
-    assert parent_files == {"bundle", "leaderboard.csv", "mlflow_model"}
-    assert {a.path for a in client.list_artifacts(info.run_id, "bundle")} == {
-        "bundle/manifest.json",
-        "bundle/metadata.json",
-        "bundle/model.skops",
+    assert parent_files == {"model", "leaderboard.csv"}
+    assert {a.path for a in client.list_artifacts(info.run_id, "model/bundle")} == {
+        "model/bundle/manifest.json",
+        "model/bundle/metadata.json",
+        "model/bundle/model.skops",
     }
-    assert info.bundle_uri == f"{parent.info.artifact_uri}/bundle"
+    assert info.bundle_uri == f"{parent.info.artifact_uri}/model/bundle"
 
     children = client.search_runs(
         [info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{info.run_id}'"
@@ -108,7 +108,8 @@ def test_register_alias_and_rollback(
 
     assert (first.version, second.version) == (1, 2)
     assert first.run_id == info.run_id
-    assert first.source == info.bundle_uri
+    assert first.source == info.bundle_uri.removesuffix("/bundle")
+    assert bundle_uri(first) == info.bundle_uri
     assert first.tags["owner"] == "ml-team"
     assert first.tags[DIGEST_TAG] == hashlib.sha256((bundle_dir / "manifest.json").read_bytes()).hexdigest()
     assert first.tags["layerops.dataset_sha256"] == "0" * 64

@@ -19,7 +19,16 @@ from layerops.numbers import parse_natural
 from layerops.repository import _history
 from layerops.repository._boundary import translated
 from layerops.repository._cache import fetch_bundle
-from layerops.repository._layout import BUNDLE_PATH, DIGEST_TAG, KIND_TAG, RUN_TAG
+from layerops.repository._layout import (
+    BUNDLE_PATH,
+    DIGEST_TAG,
+    KIND_TAG,
+    LAYOUT_TAG,
+    MLFLOW_MODEL_LAYOUT,
+    RUN_TAG,
+    bundle_path,
+    source_path,
+)
 from layerops.repository.api import AliasChange, ModelSummary, ModelVersion, RunInfo
 
 REGISTER_TIMEOUT_S = 300
@@ -39,7 +48,11 @@ class Registry:
     def register(
         self, name: str, run: RunInfo, *, tags: dict[str, str] | None = None, description: str = ""
     ) -> ModelVersion:
-        """Register the run's bundle as the next version of `name`."""
+        """Register the run's model as the next version of `name`.
+
+        The version's source is the run's MLflow model folder (`model/`, the bundle inside it), or
+        for a run logged before that layout (no layout tag) the bundle folder itself.
+        """
         action = f"registering run {run.run_id} as model {name!r}"
         with translated(self._uri, action, not_found=f"training run {run.run_id!r} does not exist"):
             logged = self._client.get_run(run.run_id)
@@ -49,7 +62,8 @@ class Registry:
                 f"cannot register run {run.run_id}: it is not a finished layerops training run "
                 f"(status {status})"
             )
-        digest = self._logged_digest(run.run_id)
+        layout = run_tags.get(LAYOUT_TAG)
+        digest = self._logged_digest(run.run_id, bundle_path(layout))
         if run_tags.get(DIGEST_TAG, digest) != digest:
             raise BundleError(
                 f"the bundle logged in run {run.run_id} changed after logging (digest mismatch)"
@@ -57,7 +71,10 @@ class Registry:
         version_tags = {key: value for key, value in run_tags.items() if not key.startswith("mlflow.")}
         version_tags.update(tags or {})
         version_tags.update({DIGEST_TAG: digest, RUN_TAG: run.run_id})
-        source = f"{logged.info.artifact_uri.rstrip('/')}/{BUNDLE_PATH}"
+        version_tags.pop(LAYOUT_TAG, None)  # the run's layout, never a caller's tag, says where the bundle is
+        if layout is not None:
+            version_tags[LAYOUT_TAG] = layout
+        source = f"{logged.info.artifact_uri.rstrip('/')}/{source_path(layout)}"
         with translated(self._uri, action):
             try:
                 self._client.create_registered_model(name)
@@ -82,17 +99,17 @@ class Registry:
             )
         return _to_version(version, {})
 
-    def _logged_digest(self, run_id: str) -> str:
+    def _logged_digest(self, run_id: str, path: str) -> str:
         missing = f"training run {run_id} has no logged bundle"
         with (
             tempfile.TemporaryDirectory(prefix="layerops-manifest-") as tmp,
             translated(self._uri, f"reading the bundle of run {run_id}", not_found=missing),
         ):
             try:
-                path = self._client.download_artifacts(run_id, f"{BUNDLE_PATH}/manifest.json", tmp)
+                local = self._client.download_artifacts(run_id, f"{path}/manifest.json", tmp)
             except FileNotFoundError as exc:
                 raise NotFoundError(missing) from exc
-            return bundle_digest(Path(path).parent)
+            return bundle_digest(Path(local).parent)
 
     def list_models(self) -> list[ModelSummary]:
         """Every registered model."""
@@ -232,15 +249,21 @@ class Registry:
         )
 
     def _download(self, version: ModelVersion, destination: Path) -> Path:
-        missing = f"model {version.name!r} version {version.version}: bundle not found at {version.source}"
-        with translated(self._uri, f"downloading {version.source}", not_found=missing):
+        uri = bundle_uri(version)
+        missing = f"model {version.name!r} version {version.version}: bundle not found at {uri}"
+        with translated(self._uri, f"downloading {uri}", not_found=missing):
             try:
-                path = download_artifacts(
-                    artifact_uri=version.source, dst_path=str(destination), tracking_uri=self._uri
-                )
+                path = download_artifacts(artifact_uri=uri, dst_path=str(destination), tracking_uri=self._uri)
             except FileNotFoundError as exc:
                 raise NotFoundError(missing) from exc
         return Path(path)
+
+
+def bundle_uri(version: ModelVersion) -> str:
+    """Where a version's bundle is: `<source>/bundle` in the MLflow model layout, else the source."""
+    if version.tags.get(LAYOUT_TAG) == MLFLOW_MODEL_LAYOUT:
+        return f"{version.source.rstrip('/')}/{BUNDLE_PATH}"
+    return version.source
 
 
 def _to_version(version: MlflowVersion, aliases: dict[str, Any]) -> ModelVersion:

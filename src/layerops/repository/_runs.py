@@ -1,4 +1,5 @@
-"""Training runs in MLflow: a pipeline run, one nested run per candidate, the bundle, the MLflow model."""
+"""Training runs in MLflow: a pipeline run, one nested run per candidate, the MLflow model with the
+bundle inside it."""
 
 from __future__ import annotations
 
@@ -16,8 +17,18 @@ from mlflow.exceptions import MlflowException
 from layerops.bundle import BundleMetadata, bundle_digest, load_bundle
 from layerops.errors import LayeropsError, RepositoryError
 from layerops.repository._boundary import translated
-from layerops.repository._layout import BUNDLE_PATH, DIGEST_TAG, KIND_TAG, MLFLOW_MODEL_TAG, PARENT_TAG
-from layerops.repository._mlflow_model import MLFLOW_MODEL_PATH, save_mlflow_model
+from layerops.repository._layout import (
+    BUNDLE_PATH,
+    DIGEST_TAG,
+    KIND_TAG,
+    LAYOUT_TAG,
+    MLFLOW_MODEL_LAYOUT,
+    MLFLOW_MODEL_TAG,
+    MODEL_PATH,
+    PARENT_TAG,
+    bundle_path,
+)
+from layerops.repository._mlflow_model import save_mlflow_model
 from layerops.repository.api import CandidateRun, RunInfo, TrainingRun
 
 _MAX_PARAM_CHARS = 6000
@@ -61,9 +72,10 @@ class RunLog:
                     self._log_candidate(child.info.run_id, candidate)
                 self._client.log_batch(parent_id, metrics=_metrics(winner.metrics))
                 self._client.log_text(parent_id, run.leaderboard_csv, "leaderboard.csv")
-                self._client.log_artifacts(parent_id, str(bundle_dir), BUNDLE_PATH)
-                if self._log_mlflow_model(parent_id, bundle.metadata, bundle_dir):
-                    model_uri = f"{parent.info.artifact_uri.rstrip('/')}/{MLFLOW_MODEL_PATH}"
+                layout = self._log_model(parent_id, bundle.metadata, bundle_dir)
+                if layout is not None:
+                    model_uri = f"{parent.info.artifact_uri.rstrip('/')}/{MODEL_PATH}"
+                    self._client.set_tag(parent_id, LAYOUT_TAG, layout)
                     self._client.set_tag(parent_id, MLFLOW_MODEL_TAG, model_uri)
                 self._client.set_terminated(parent_id, "FINISHED")
         except BaseException as exc:
@@ -71,24 +83,27 @@ class RunLog:
             if isinstance(exc, LayeropsError) or not isinstance(exc, Exception):
                 raise
             raise RepositoryError(f"{action} failed: {exc}") from exc
-        bundle_uri = f"{parent.info.artifact_uri.rstrip('/')}/{BUNDLE_PATH}"
+        bundle_uri = f"{parent.info.artifact_uri.rstrip('/')}/{bundle_path(layout)}"
         return RunInfo(run_id=parent_id, experiment_id=experiment_id, bundle_uri=bundle_uri)
 
-    def _log_mlflow_model(self, run_id: str, metadata: BundleMetadata, bundle_dir: Path) -> bool:
-        """Log the pipeline as an MLflow sklearn model too; False (with a warning) if it fails.
+    def _log_model(self, run_id: str, metadata: BundleMetadata, bundle_dir: Path) -> str | None:
+        """Log the MLflow model folder with the bundle inside it and return its layout; if that
+        folder cannot be written, log the bundle alone (the older layout, None) with a warning.
 
-        The layerops bundle is the contract; this copy only lets MLflow's own tools serve the same
-        model, so a failure here does not fail the training run.
+        The layerops bundle is the contract; the MLmodel around it only lets MLflow's own tools
+        load and serve the registered version, so a failure there does not fail the training run.
         """
         with tempfile.TemporaryDirectory(prefix="layerops-mlflow-model-") as tmp:
-            folder = Path(tmp) / MLFLOW_MODEL_PATH
+            folder = Path(tmp) / MODEL_PATH
             try:
                 save_mlflow_model(bundle_dir, metadata, folder)
             except Exception as exc:
-                _log.warning("not logging %s as an MLflow model: %s", metadata.name, exc)
-                return False
-            self._client.log_artifacts(run_id, str(folder), MLFLOW_MODEL_PATH)
-        return True
+                _log.warning("not logging %s as an MLflow model (only its bundle): %s", metadata.name, exc)
+            else:
+                self._client.log_artifacts(run_id, str(folder), MODEL_PATH)
+                return MLFLOW_MODEL_LAYOUT
+        self._client.log_artifacts(run_id, str(bundle_dir), BUNDLE_PATH)
+        return None
 
     def _log_candidate(self, run_id: str, candidate: CandidateRun) -> None:
         system = {

@@ -20,11 +20,14 @@ from layerops.repository._layout import (
     BUNDLE_PATH,
     DIGEST_TAG,
     KIND_TAG,
+    LAYOUT_TAG,
+    MLFLOW_MODEL_LAYOUT,
     MLFLOW_MODEL_TAG,
+    MODEL_PATH,
     PARENT_TAG,
     RUN_TAG,
 )
-from layerops.repository._registry import REGISTER_TIMEOUT_S, Registry
+from layerops.repository._registry import REGISTER_TIMEOUT_S, Registry, bundle_uri
 from layerops.repository._runs import RunLog
 from layerops.repository._sqlite_init import initialise_sqlite
 from layerops.repository.api import AliasChange, ModelSummary, ModelVersion, RunInfo, TrainingRun
@@ -33,11 +36,15 @@ __all__ = [
     "BUNDLE_PATH",
     "DIGEST_TAG",
     "KIND_TAG",
+    "LAYOUT_TAG",
+    "MLFLOW_MODEL_LAYOUT",
     "MLFLOW_MODEL_TAG",
+    "MODEL_PATH",
     "PARENT_TAG",
     "REGISTER_TIMEOUT_S",
     "RUN_TAG",
     "MlflowRepository",
+    "bundle_uri",
 ]
 
 
