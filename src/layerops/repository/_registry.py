@@ -20,7 +20,7 @@ from layerops.repository import _history
 from layerops.repository._boundary import translated
 from layerops.repository._cache import fetch_bundle
 from layerops.repository._layout import BUNDLE_PATH, DIGEST_TAG, KIND_TAG, RUN_TAG
-from layerops.repository.api import AliasChange, ModelSummary, ModelVersion, RunInfo
+from layerops.repository.api import AliasChange, ModelSummary, ModelVersion, RunInfo, VersionDetails
 
 REGISTER_TIMEOUT_S = 300
 
@@ -145,6 +145,18 @@ class Registry:
         if alias not in aliases:
             raise NotFoundError(f"model {name!r} has no alias {alias!r}")
         return _to_version(self._mlflow_version(name, int(aliases[alias])), aliases)
+
+    def version_details(self, name: str, version: int) -> VersionDetails:
+        """A version with its run's metrics. Raises `NotFoundError`."""
+        entry = self.get_version(name, version)
+        run_id = entry.run_id or entry.tags.get(RUN_TAG)
+        if not run_id:
+            return VersionDetails.of(entry, {})
+        with translated(
+            self._uri, f"reading run {run_id}", not_found=f"training run {run_id!r} does not exist"
+        ):
+            metrics = dict(self._client.get_run(run_id).data.metrics)
+        return VersionDetails.of(entry, metrics)
 
     def _model(self, name: str) -> RegisteredModel:
         with translated(
