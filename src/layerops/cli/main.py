@@ -20,10 +20,10 @@ from rich.console import Console
 from layerops.cli.models import models_app
 from layerops.cli.serve import serve as serve_command
 from layerops.errors import LayeropsError
-from layerops.settings import LOG_LEVELS, Settings, load_settings
 
 if TYPE_CHECKING:
     from layerops.repository.api import ModelRepository
+    from layerops.settings import Settings
 
 app = typer.Typer(
     help="layerops: from a tabular data file to a registered, reproducible model.",
@@ -50,7 +50,9 @@ def main(
     ] = None,
     log_level: Annotated[
         str | None,
-        typer.Option(help=f"{', '.join(LOG_LEVELS)} (env: LAYEROPS_LOG_LEVEL; default WARNING)"),
+        typer.Option(
+            help="DEBUG, INFO, WARNING, ERROR or CRITICAL (env: LAYEROPS_LOG_LEVEL; default WARNING)"
+        ),
     ] = None,
 ) -> None:
     """Settings come from LAYEROPS_* environment variables; these options override them."""
@@ -61,6 +63,8 @@ def main(
         overrides["tracking_uri"] = tracking_uri
     if log_level is not None:
         overrides["log_level"] = log_level
+    from layerops.settings import load_settings  # pydantic-settings: a tenth of a second, not for --help
+
     settings = load_settings(**overrides)
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = settings

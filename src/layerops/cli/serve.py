@@ -130,13 +130,18 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve_settings_from(settings: Settings, flags: dict[str, Any]) -> ServeSettings:
     """The server settings: `LAYEROPS_*` variables, the global options in `settings`, then `flags`."""
+    from pydantic import ValidationError
+
     from layerops.delivery.settings import ServeSettings
+    from layerops.settings import describe_invalid
 
     chosen = settings.model_dump(
         include={"home", "tracking_uri", "registry_uri", "artifact_root", "log_level"}
     )
     try:
         return ServeSettings(**chosen, **flags)
+    except ValidationError as exc:
+        raise LayeropsError(describe_invalid(exc)) from None
     except ValueError as exc:
         raise LayeropsError(f"invalid server setting: {_first_error(exc)}") from None
 
