@@ -55,3 +55,21 @@ def test_jobs_below_one_is_a_usage_error(registry: Path) -> None:
 
     result = run_layerops("--home", "home", "train", "spec.yaml", "--jobs", "0", cwd=registry)
     assert result.returncode == 2 and "--jobs" in result.stderr
+
+
+def test_openmp_threads_wait_passively_unless_the_user_says_otherwise() -> None:
+    import subprocess
+    import sys
+
+    from tests.cli.conftest import environment
+
+    code = "import os, layerops.training.pipeline; print(os.environ['OMP_WAIT_POLICY'])"
+    for given, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        env = environment()
+        env.pop("OMP_WAIT_POLICY", None)
+        if given is not None:
+            env["OMP_WAIT_POLICY"] = given
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == expected
