@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import tempfile
 from collections.abc import Callable
@@ -22,17 +21,10 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
-from layerops.bundle import BundleMetadata, Lineage, ModelBundle, save_bundle
+from layerops.bundle import BundleMetadata, ModelBundle, save_bundle
 from layerops.bundle.profile import build_profile, infer_schema
 from layerops.errors import DataError, TrainingError
-from layerops.repository.api import (
-    LIBRARIES_TAG,
-    CandidateRun,
-    ModelRepository,
-    ModelVersion,
-    RunInfo,
-    TrainingRun,
-)
+from layerops.repository.api import CandidateRun, ModelRepository, ModelVersion, RunInfo, TrainingRun
 from layerops.spec import PipelineSpec, Task
 from layerops.training import lineage
 from layerops.training.candidates import available_cores, is_fixed, make_estimator, search_space
@@ -223,7 +215,7 @@ def _train(
         run_record = TrainingRun(
             pipeline=spec.name,
             params=_run_params(spec, task, metric),
-            tags=_lineage_tags(bundle.metadata.lineage, spec),
+            tags=lineage.tags(bundle.metadata.lineage, spec),
             candidates=[
                 CandidateRun(o.name, dict(o.params), o.flat_metrics(), o.resources, o.trials)
                 for o in outcomes
@@ -233,7 +225,7 @@ def _train(
         )
         result.run = repository.log_training(run_record, folder)
     result.version = repository.register(
-        spec.name, result.run, tags=_lineage_tags(bundle.metadata.lineage, spec), description=spec.description
+        spec.name, result.run, tags=lineage.tags(bundle.metadata.lineage, spec), description=spec.description
     )
     report.stage(f"registered {spec.name} version {result.version.version}")
     return result
@@ -377,26 +369,6 @@ def _run_params(spec: PipelineSpec, task: Task, metric: str) -> dict[str, object
         "tuning.cv_folds": spec.tuning.cv_folds,
         "candidates": ",".join(c.name for c in spec.candidates),
     }
-
-
-def _lineage_tags(lin: Lineage, spec: PipelineSpec) -> dict[str, str]:
-    """The lineage as run and version tags (`repository.api.LINEAGE_TAGS`: what `models show` prints)."""
-    tags = {
-        "layerops.dataset_sha256": lin.dataset_sha256,
-        "layerops.spec_sha256": lin.spec_sha256,
-        "layerops.seed": str(lin.seed),
-        "layerops.data_source": lin.data_source,
-        "layerops.python": lin.python,
-        "layerops.platform": lin.platform,
-        LIBRARIES_TAG: json.dumps(lin.libraries, sort_keys=True),
-    }
-    if spec.spec_file is not None:
-        tags["layerops.spec_path"] = str(spec.spec_file)
-    if lin.git_commit:
-        tags["layerops.git_commit"] = lin.git_commit
-    if lin.git_dirty is not None:
-        tags["layerops.git_dirty"] = str(lin.git_dirty).lower()
-    return tags
 
 
 def leaderboard_rows(result: TrainingResult) -> list[dict[str, Any]]:
