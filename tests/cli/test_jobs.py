@@ -10,7 +10,8 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import layerops
-from layerops.training.candidates import available_cores, make_estimator
+from layerops.training.candidates import make_estimator
+from layerops.training.cores import available_cores
 from layerops.training.pipeline import SilentReporter
 
 

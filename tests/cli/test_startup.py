@@ -10,7 +10,7 @@ import pytest
 
 from tests.cli.conftest import environment
 
-HEAVY = ("mlflow", "sklearn", "pandas", "numpy", "sqlalchemy", "optuna", "layerops.training")
+HEAVY = ("mlflow", "sklearn", "pandas", "numpy", "sqlalchemy", "optuna", "layerops.training.pipeline")
 
 PROBE = """
 import sys

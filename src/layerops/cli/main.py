@@ -1,9 +1,10 @@
 """`layerops`: train pipelines from a spec and manage the registered models.
 
-Start-up is part of the interface: this module imports only typer, rich and the settings. The ML
-stack (scikit-learn, pandas, MLflow) is imported inside the commands that need it, after their
-arguments and the spec were checked, so a usage error or a spec typo is reported in a fraction
-of a second; the read commands (`models list/show/history`, in `cli.models`) import none of it.
+Start-up is part of the interface: this module imports only typer and rich. The settings
+(pydantic-settings) are built once the command line parsed, and the ML stack (scikit-learn,
+pandas, MLflow) is imported inside the commands that need it, after their arguments and the spec
+were checked: a usage error or a spec typo is reported in a fraction of a second, and the read
+commands (`models list/show/history`, in `cli.models`) import none of it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rich.console import Console
 from layerops.cli.models import models_app
 from layerops.cli.serve import serve as serve_command
 from layerops.errors import LayeropsError
+from layerops.training.cores import available_cores
 
 if TYPE_CHECKING:
     from layerops.repository.api import ModelRepository
@@ -77,16 +79,6 @@ def _repository(ctx: typer.Context) -> ModelRepository:
     return open_repository(settings)
 
 
-def _available_cores() -> int:
-    """`training.candidates.available_cores` without importing scikit-learn for `--help`."""
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 JobsOption = Annotated[
     int | None,
     typer.Option(
@@ -95,7 +87,7 @@ JobsOption = Annotated[
         min=1,
         show_default=False,
         help="Threads each model trains on (default: the cores this process may use, "
-        f"here {_available_cores()})",
+        f"here {available_cores()})",
     ),
 ]
 
@@ -121,7 +113,6 @@ def train(
     from layerops.training.pipeline import SilentReporter, leaderboard_csv
     from layerops.training.pipeline import train as run_training
 
-    threads = jobs or _available_cores()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerops-open-repository") as pool:
         # Opening the repository (importing MLflow, migrating a new database) takes seconds;
         # it overlaps with training. An unreachable server fails within the first second.
@@ -132,10 +123,10 @@ def train(
                 pending.result()
         source = pending.result if pending is not None else None
         if quiet:
-            result = run_training(spec, source, reporter=SilentReporter(), jobs=threads)
+            result = run_training(spec, source, reporter=SilentReporter(), jobs=jobs)
         else:
             with RichReporter(console) as reporter:
-                result = run_training(spec, source, reporter=reporter, jobs=threads)
+                result = run_training(spec, source, reporter=reporter, jobs=jobs)
         repository = pending.result() if pending is not None else None
     console.print(leaderboard_table(result))
     settings: Settings = ctx.obj

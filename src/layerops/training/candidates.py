@@ -6,7 +6,6 @@ A search space maps a parameter to a fixed value, a list of choices, or a range
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
@@ -15,6 +14,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from layerops.bundle.estimators import OneRuleClassifier, OneRuleRegressor
 from layerops.spec import CandidateSpec, Task
+from layerops.training.cores import available_cores
 
 Space = dict[str, Any]
 
@@ -58,14 +58,6 @@ def search_space(candidate: CandidateSpec, task: Task) -> Space:
     else:
         space.update(candidate.params)
     return space
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity), not the machine's count."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # no affinity on this platform (macOS, Windows)
-        return max(1, os.cpu_count() or 1)
 
 
 def is_fixed(space: Space) -> bool:

@@ -27,8 +27,9 @@ from layerops.errors import DataError, TrainingError
 from layerops.repository.api import CandidateRun, ModelRepository, ModelVersion, RunInfo, TrainingRun
 from layerops.spec import PipelineSpec, Task
 from layerops.training import lineage
-from layerops.training.candidates import available_cores, is_fixed, make_estimator, search_space
+from layerops.training.candidates import is_fixed, make_estimator, search_space
 from layerops.training.cleaning import CleaningReport, clean
+from layerops.training.cores import available_cores
 from layerops.training.dataio import dataset_sha256, training_frame
 from layerops.training.evaluation import ResourceMonitor, measure_latency, predict_outputs, score, sort_key
 from layerops.training.export import export_onnx
