@@ -65,3 +65,12 @@ def test_read_commands_on_the_embedded_registry_import_no_ml_stack(registry: Pat
     for args in (["models", "list"], ["models", "show", "iris"], ["models", "history", "iris"]):
         shown, last = imports_after(registry, "--home", "home", *args)
         assert last == "exit None heavy []" or last == "exit 0 heavy []", (args, shown, last)
+
+
+def test_the_lazy_api_gives_functions_even_after_their_modules_were_imported() -> None:
+    code = (
+        "import layerops, layerops.api.reproduce, layerops.api.training, inspect;"
+        "assert inspect.isfunction(layerops.reproduce) and inspect.isfunction(layerops.train);"
+        "assert inspect.ismodule(layerops.models) and callable(layerops.models.summaries)"
+    )
+    subprocess.run([sys.executable, "-c", code], env=environment(), check=True, timeout=120)
