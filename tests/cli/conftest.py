@@ -43,7 +43,8 @@ def layerops(*args: str, cwd: Path, timeout: float = 120, **env: str) -> subproc
 
 @pytest.fixture(scope="package")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with spec.yaml, data.csv and home/: iris v1 and v2, production moved v1 → v2 → v1."""
+    """A git work tree with spec.yaml and data.csv committed, and home/ (ignored): iris v1 and v2,
+    production moved v1 → v2 → v1."""
     from sklearn.datasets import load_iris
 
     import layerops
@@ -54,6 +55,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     frame["species"] = [str(data.target_names[i]) for i in frame.pop("target")]
     frame.to_csv(folder / "data.csv", index=False)
     (folder / "spec.yaml").write_text(SPEC, encoding="utf-8")
+    (folder / ".gitignore").write_text("home/\n", encoding="utf-8")
+    for git in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "spec and data"]):
+        identity = ["-c", "user.email=t@example.org", "-c", "user.name=t"]
+        subprocess.run(["git", "-C", str(folder), *identity, *git], check=True, capture_output=True)
     home = folder / "home"
     layerops.train(folder / "spec.yaml", alias="production", home=home)
     layerops.train(folder / "spec.yaml", home=home)

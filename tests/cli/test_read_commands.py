@@ -100,6 +100,9 @@ def test_models_show_prints_lineage_metrics_latency_and_environment_uncut(regist
     ]:
         assert any(line.split() == [*label.split(), tags[tag]] for line in lines), (label, out)
     assert tags["layerops.spec_path"] == str(registry / "spec.yaml")
+    head = subprocess.run(["git", "-C", str(registry), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert ["git", "commit", head.stdout.strip()] in [line.split() for line in lines]
+    assert ["git", "dirty", "false"] in [line.split() for line in lines]
     details = mlflow.version_details("iris", 2)
     assert details.metrics["validation"] and details.metrics["test"] and details.latency
     for metric, value in details.metrics["test"].items():

@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from layerops.repository.api import LINEAGE_TAGS
+
 if TYPE_CHECKING:
     from layerops.repository.api import VersionDetails
     from layerops.settings import Settings
@@ -84,8 +86,10 @@ def show_lines(details: VersionDetails) -> list[str]:
             "description": entry.description or "–",
         },
     )
-    lineage = dict(details.lineage)
-    if "git commit" in lineage and "git dirty" in lineage:
+    # Every lineage line in the same order, "–" for what this version did not record (no git
+    # repository around the spec; older versions recorded less).
+    lineage = {label: details.lineage.get(label, "–") for label in LINEAGE_TAGS} if details.lineage else {}
+    if "git dirty" in details.lineage:
         lineage["git commit"] = lineage["git commit"].removesuffix("+dirty")
     lines += _section("lineage", lineage or {"recorded": "none (not registered by layerops train)"})
     lines.append("metrics")
