@@ -1,5 +1,6 @@
 # Two entry points on a fresh machine (Python 3.11+ and the package index are all it needs):
-#   make demo   creates the environment, trains the demo pipelines, registers and promotes the winners
+#   make demo   creates the environment, trains the demo pipelines, registers and promotes the winners,
+#               and serves them on PORT (default 8000: make demo PORT=8080)
 #   make test   creates the environment, runs format check, lint, types, import contracts, the
 #               dependency audit (known vulnerabilities in uv.lock, via PyPI) and tests
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
@@ -10,9 +11,10 @@ RUN := $(UV) run --frozen
 env:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
 		python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 DEMO_KEY ?= demo-key-change-me
+PORT ?= 8000
 
 demo: env
 	$(RUN) layerops demo-data examples/data
@@ -20,13 +22,13 @@ demo: env
 	$(RUN) layerops train examples/shipping.yaml --alias production
 	$(RUN) layerops models list
 	@echo ""
-	@echo "Serving every production model on http://127.0.0.1:8000 (Ctrl-C stops). Try:"
-	@echo "  curl -H 'Authorization: Bearer $(DEMO_KEY)' localhost:8000/models"
-	@echo "  curl -H 'Authorization: Bearer $(DEMO_KEY)' -d '{\"sepal_length\":5.1,\"sepal_width\":3.5,\"petal_length\":1.4,\"petal_width\":0.2}' localhost:8000/models/iris/predict"
-	@echo "  curl -H 'Authorization: Bearer $(DEMO_KEY)' -d '{\"length\":30,\"width\":20,\"height\":10,\"weight\":2.5,\"origin\":\"north\",\"destination\":\"east\",\"service_level\":\"express\"}' localhost:8000/models/shipping/predict"
-	@echo "  open http://127.0.0.1:8000/docs for the typed request schemas"
+	@echo "Serving every production model on http://127.0.0.1:$(PORT) (Ctrl-C stops). Try:"
+	@echo "  curl -H 'Authorization: Bearer $(DEMO_KEY)' localhost:$(PORT)/models"
+	@echo "  curl -H 'Authorization: Bearer $(DEMO_KEY)' -d '{\"sepal_length\":5.1,\"sepal_width\":3.5,\"petal_length\":1.4,\"petal_width\":0.2}' localhost:$(PORT)/models/iris/predict"
+	@echo "  curl -H 'Authorization: Bearer $(DEMO_KEY)' -d '{\"length\":30,\"width\":20,\"height\":10,\"weight\":2.5,\"origin\":\"north\",\"destination\":\"east\",\"service_level\":\"express\"}' localhost:$(PORT)/models/shipping/predict"
+	@echo "  open http://127.0.0.1:$(PORT)/docs for the typed request schemas"
 	@echo ""
-	LAYEROPS_API_KEYS=$(DEMO_KEY) $(RUN) layerops serve --port 8000
+	LAYEROPS_API_KEYS=$(DEMO_KEY) $(RUN) layerops serve --port $(PORT)
 
 lint: env
 	$(RUN) ruff format --check src tests bench

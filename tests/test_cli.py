@@ -131,7 +131,7 @@ def test_train_promote_rollback_through_the_cli(
     code, out, _ = invoke(capsys, monkeypatch, *home, "models", "history", "iris")
     assert code == 0 and "bad canary" in out
     code, out, _ = invoke(capsys, monkeypatch, *home, "models", "show", "iris", "--alias", "production")
-    assert code == 0 and "iris version 1" in out and "layerops.dataset_sha256" in out
+    assert code == 0 and "iris version 1" in out and "data sha256" in out and "validation" in out
     code, _, err = invoke(capsys, monkeypatch, *home, "models", "show", "nosuch")
     assert code == 1 and "nosuch" in err and "Traceback" not in err
     assert (tmp_path / "home" / "leaderboards" / "iris.csv").is_file()

@@ -24,5 +24,7 @@ def __getattr__(name: str) -> Any:
     if name in _API:
         import layerops.api
 
-        return getattr(layerops.api, name)
+        # Through the package's resolver, not getattr: once `layerops.api.reproduce` (the
+        # submodule) was imported, the attribute of that name is the module, not the function.
+        return layerops.api.__getattr__(name)
     raise AttributeError(f"module 'layerops' has no attribute {name!r}")

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import field_validator
+from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from layerops.errors import LayeropsError
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ENV_PREFIX = "LAYEROPS_"
 
 
 class Settings(BaseSettings):
     """Where layerops keeps its state and how it talks; never instantiated at import time."""
 
-    model_config = SettingsConfigDict(env_prefix="LAYEROPS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     home: Path = Path(".layerops")
     """Folder for the embedded repository (sqlite database and artifacts)."""
@@ -32,8 +38,8 @@ class Settings(BaseSettings):
     @classmethod
     def _known_level(cls, value: str) -> str:
         level = value.upper()
-        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError(f"unknown log level {value!r}")
+        if level not in LOG_LEVELS:
+            raise ValueError(f"allowed values: {', '.join(LOG_LEVELS)} (any case)")
         return level
 
     def resolved_tracking_uri(self) -> str:
@@ -47,3 +53,27 @@ class Settings(BaseSettings):
         if self.artifact_root:
             return self.artifact_root
         return (self.home.resolve() / "artifacts").as_uri()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """`Settings` from `LAYEROPS_*` variables overridden by `overrides` (a bad value: `LayeropsError`)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise LayeropsError(describe_invalid(exc)) from None
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """One line naming each bad setting (and its variable), the value given and what is allowed.
+
+    pydantic's own text spans several lines and ends with a documentation URL; a user wants to
+    know which setting, which value and what would do.
+    """
+    parts = []
+    for error in exc.errors(include_url=False):
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        given = error.get("input")
+        shown = f" = {given!r}" if isinstance(given, str | int | float | bool) else ""
+        parts.append(f"{name} ({ENV_PREFIX}{name.upper()}){shown}: {message}")
+    return "invalid setting " + "; ".join(parts)

@@ -16,8 +16,6 @@ from layerops.repository._sqlite_init import initialise_sqlite, sqlite_path
 from layerops.repository.factory import open_repository
 from layerops.settings import Settings
 
-LAYEROPS = str(Path(sys.executable).parent / "layerops")
-
 
 def test_sqlite_path() -> None:
     assert sqlite_path("sqlite:////tmp/x/mlflow.db") == Path("/tmp/x/mlflow.db")
@@ -41,7 +39,12 @@ def test_a_new_database_is_built_aside_and_linked_whole(tmp_path: Path) -> None:
 def test_a_first_open_killed_during_the_migrations_leaves_a_usable_home(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {**os.environ, "LAYEROPS_LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen([LAYEROPS, "--home", str(home), "models", "list"], env=env)
+    # Read commands never create a repository; opening one for writing does (as `train` does).
+    opening = (
+        "import sys; from layerops.repository.factory import open_repository; "
+        "from layerops.settings import Settings; open_repository(Settings(home=sys.argv[1])).list_models()"
+    )
+    process = subprocess.Popen([sys.executable, "-c", opening, str(home)], env=env)
     try:
         deadline = time.monotonic() + 120
         while not any(home.glob(".mlflow.db.*.init")):  # the schema is being built aside

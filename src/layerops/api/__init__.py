@@ -5,12 +5,38 @@
 - `layerops.models.list() / show() / promote() / rollback() / history()`
 - `layerops.reproduce("iris@3")` → a new version rebuilt from the recorded lineage
 - `layerops.serve(["iris"])` → a running `Server` with `.url` and `.stop()`
+
+Each name is imported on first use: `layerops.models` reads the registry without importing the
+training stack, pandas or (for the embedded repository) MLflow.
 """
 
-from layerops.api import models
-from layerops.api.inference import Model, load
-from layerops.api.reproduce import reproduce
-from layerops.api.serving import Server, serve
-from layerops.api.training import TrainResult, train
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from layerops.api import models
+    from layerops.api.inference import Model, load
+    from layerops.api.reproduce import reproduce
+    from layerops.api.serving import Server, serve
+    from layerops.api.training import TrainResult, train
 
 __all__ = ["Model", "Server", "TrainResult", "load", "models", "reproduce", "serve", "train"]
+_HOMES = {
+    "Model": "layerops.api.inference",
+    "load": "layerops.api.inference",
+    "reproduce": "layerops.api.reproduce",
+    "Server": "layerops.api.serving",
+    "serve": "layerops.api.serving",
+    "TrainResult": "layerops.api.training",
+    "train": "layerops.api.training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "models":
+        return importlib.import_module("layerops.api.models")
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'layerops.api' has no attribute {name!r}")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from layerops.errors import LayeropsError
-from layerops.repository.api import ModelRepository
-from layerops.settings import Settings
+from layerops.repository.api import ModelRepository, RegistryReader
+from layerops.settings import Settings, load_settings
 
 
 def settings(home: str | Path | None = None, tracking_uri: str | None = None) -> Settings:
@@ -16,14 +15,23 @@ def settings(home: str | Path | None = None, tracking_uri: str | None = None) ->
         overrides["home"] = Path(home)
     if tracking_uri is not None:
         overrides["tracking_uri"] = tracking_uri
-    try:
-        return Settings(**overrides)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise LayeropsError(f"invalid setting: {str(exc).splitlines()[-1].strip()}") from None
+    return load_settings(**overrides)
 
 
-def repository(home: str | Path | None = None, tracking_uri: str | None = None) -> ModelRepository:
-    """The model repository for these settings (embedded sqlite under `home` by default)."""
+def repository(
+    home: str | Path | None = None, tracking_uri: str | None = None, *, create: bool = True
+) -> ModelRepository:
+    """The model repository for these settings (embedded sqlite under `home` by default).
+
+    `create=False`: an embedded repository that does not exist is an error, not a new one.
+    """
     from layerops.repository.factory import open_repository
 
-    return open_repository(settings(home, tracking_uri))
+    return open_repository(settings(home, tracking_uri), create=create)
+
+
+def reader(home: str | Path | None = None, tracking_uri: str | None = None) -> RegistryReader:
+    """The read side of an existing repository (never creates one; MLflow only when needed)."""
+    from layerops.repository.factory import open_reader
+
+    return open_reader(settings(home, tracking_uri))

@@ -141,7 +141,7 @@ def load(
         max_batch_rows=2**62,  # one call scores a whole frame
         max_fields=2**31,
     )
-    loader = ModelLoader(_context.repository(home, tracking_uri), settings)
+    loader = ModelLoader(_context.repository(home, tracking_uri, create=False), settings)
     return Model(loader.load(model_ref.name, model_ref.ref))
 
 

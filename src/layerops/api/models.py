@@ -1,7 +1,10 @@
 """Registered models: list, show, promote, roll back and the alias history.
 
 Every function takes the repository from `LAYEROPS_*` variables (embedded sqlite under
-`.layerops` by default) unless `home=` or `tracking_uri=` name another.
+`.layerops` by default) unless `home=` or `tracking_uri=` name another; none creates one (a
+missing repository is a `NotFoundError` naming where it looked). `list` and `history` return
+DataFrames; `summaries`, `versions`, `changes` and `details` return the repository's dataclasses
+(what the CLI prints, without importing pandas).
 
 >>> import layerops
 >>> board = layerops.models.list()
@@ -17,17 +20,28 @@ from __future__ import annotations
 
 import builtins
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from layerops.api import _context
-from layerops.repository.api import AliasChange, ModelVersion
+from layerops.repository.api import AliasChange, ModelSummary, ModelVersion, RegistryReader, VersionDetails
 
-__all__ = ["history", "list", "promote", "rollback", "show"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["changes", "details", "history", "list", "promote", "rollback", "show", "summaries", "versions"]
+
+
+def summaries(
+    *, home: str | Path | None = None, tracking_uri: str | None = None
+) -> builtins.list[ModelSummary]:
+    """Every registered model (name, latest version, aliases, description), by name."""
+    return _context.reader(home, tracking_uri).list_models()
 
 
 def list(*, home: str | Path | None = None, tracking_uri: str | None = None) -> pd.DataFrame:
     """Every registered model: name, latest version, aliases (alias → version) and description."""
+    import pandas as pd
+
     rows = [
         {
             "name": s.name,
@@ -35,7 +49,7 @@ def list(*, home: str | Path | None = None, tracking_uri: str | None = None) -> 
             "aliases": dict(sorted(s.aliases.items())),
             "description": s.description,
         }
-        for s in _context.repository(home, tracking_uri).list_models()
+        for s in summaries(home=home, tracking_uri=tracking_uri)
     ]
     return pd.DataFrame(rows, columns=["name", "latest_version", "aliases", "description"])
 
@@ -54,12 +68,43 @@ def show(
     >>> entry.version, "production" in entry.aliases
     (1, True)
     """
-    repository = _context.repository(home, tracking_uri)
+    return _pick(_context.reader(home, tracking_uri), name, version, alias)
+
+
+def _pick(reader: RegistryReader, name: str, version: int | None, alias: str | None) -> ModelVersion:
     if alias is not None:
-        return repository.resolve_alias(name, alias)
+        return reader.resolve_alias(name, alias)
     if version is not None:
-        return repository.get_version(name, version)
-    return repository.list_versions(name)[0]
+        return reader.get_version(name, version)
+    return reader.list_versions(name)[0]
+
+
+def details(
+    name: str,
+    *,
+    version: int | None = None,
+    alias: str | None = None,
+    home: str | Path | None = None,
+    tracking_uri: str | None = None,
+) -> VersionDetails:
+    """One version (by number, by alias, or the newest) with its lineage, validation and test
+    metrics, latency and library versions."""
+    reader = _context.reader(home, tracking_uri)
+    return reader.version_details(name, _pick(reader, name, version, alias).version)
+
+
+def versions(
+    name: str, *, home: str | Path | None = None, tracking_uri: str | None = None
+) -> builtins.list[ModelVersion]:
+    """Every version of `name`, newest first."""
+    return _context.reader(home, tracking_uri).list_versions(name)
+
+
+def changes(
+    name: str, *, home: str | Path | None = None, tracking_uri: str | None = None
+) -> builtins.list[AliasChange]:
+    """Every alias change of `name`, oldest first."""
+    return _context.reader(home, tracking_uri).history(name)
 
 
 def promote(
@@ -72,7 +117,7 @@ def promote(
     tracking_uri: str | None = None,
 ) -> AliasChange:
     """Point `alias` (default production) at `version` (default: the newest); kept in the history."""
-    repository = _context.repository(home, tracking_uri)
+    repository = _context.repository(home, tracking_uri, create=False)
     target = version if version is not None else repository.list_versions(name)[0].version
     return repository.set_alias(name, alias, target, reason=reason or "promoted with layerops.models.promote")
 
@@ -86,16 +131,17 @@ def rollback(
     tracking_uri: str | None = None,
 ) -> AliasChange:
     """Move `alias` one step back through its history (repeated: v3 → v2 → v1)."""
-    repository = _context.repository(home, tracking_uri)
+    repository = _context.repository(home, tracking_uri, create=False)
     return repository.rollback(name, alias, reason=reason or "rolled back with layerops.models.rollback")
 
 
 def history(name: str, *, home: str | Path | None = None, tracking_uri: str | None = None) -> pd.DataFrame:
     """Every alias change of `name`, oldest first: when, alias, from, to, why."""
-    changes: builtins.list[AliasChange] = _context.repository(home, tracking_uri).history(name)
+    import pandas as pd
+
     rows = [
         {"at": c.at, "alias": c.alias, "previous": c.previous, "version": c.version, "reason": c.reason}
-        for c in changes
+        for c in changes(name, home=home, tracking_uri=tracking_uri)
     ]
     frame = pd.DataFrame(rows, columns=["at", "alias", "previous", "version", "reason"])
     return frame.astype({"previous": "Int64", "version": "Int64"})

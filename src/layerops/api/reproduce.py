@@ -29,17 +29,19 @@ def reproduce(
     home: str | Path | None = None,
     tracking_uri: str | None = None,
     reporter: Reporter | None = None,
+    jobs: int | None = None,
 ) -> TrainResult:
     """Train version `ref` (`"iris@3"`, `"iris@production"`) again from its lineage.
 
     `data` is needed only for a version trained on an in-memory DataFrame (or a SQL source whose
     credentials were, rightly, not recorded); its content hash must match the recorded one.
     Raises `DataError` when the data changed, `SpecError` when the version recorded no spec.
+    `jobs`: as for `layerops.train`.
     """
     from layerops.training.pipeline import train as run_training
 
     model_ref = parse_ref(ref)
-    repository = _context.repository(home, tracking_uri)
+    repository = _context.repository(home, tracking_uri, create=False)
     number = model_ref.version
     entry = (
         repository.get_version(model_ref.name, number)
@@ -55,6 +57,7 @@ def reproduce(
         reporter=reporter,
         data=data,
         expect_sha256=lineage.dataset_sha256,
+        jobs=jobs,
     )
     return result_of(spec, result)
 

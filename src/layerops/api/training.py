@@ -69,7 +69,7 @@ def as_spec(spec: SpecLike) -> PipelineSpec:
     raise SpecError(f"a spec is a file path, a dict or a PipelineSpec, not {type(spec).__name__}")
 
 
-def train(
+def train(  # noqa: PLR0913 - keyword-only options of a public function
     spec: SpecLike,
     *,
     data: pd.DataFrame | None = None,
@@ -78,12 +78,14 @@ def train(
     home: str | Path | None = None,
     tracking_uri: str | None = None,
     reporter: Reporter | None = None,
+    jobs: int | None = None,
 ) -> TrainResult:
     """Train every candidate of `spec`, rank them, register the winner as a new version.
 
     `data` replaces the spec's data source (the spec may then omit `data:`; the lineage records
     the DataFrame's content hash). `alias` points an alias (e.g. `"production"`) at the new
-    version; `register=False` is a dry run that registers nothing.
+    version; `register=False` is a dry run that registers nothing. `jobs` bounds the threads
+    every model trains on (default: the cores this process may run on).
     """
     from layerops.training.pipeline import train as run_training
 
@@ -91,7 +93,7 @@ def train(
     if data is not None and pipeline.data is not None:
         pipeline = pipeline.model_copy(update={"data": None})
     repository = _context.repository(home, tracking_uri) if register else None
-    result = run_training(pipeline, repository, reporter=reporter, data=data)
+    result = run_training(pipeline, repository, reporter=reporter, data=data, jobs=jobs)
     if alias is not None and repository is not None and result.version is not None:
         repository.set_alias(pipeline.name, alias, result.version.version, reason="set by layerops.train")
         result.version = repository.get_version(pipeline.name, result.version.version)

@@ -1,6 +1,10 @@
 """`layerops`: train pipelines from a spec and manage the registered models.
 
-Heavy imports (scikit-learn, MLflow) happen inside the commands so `--help` stays instant.
+Start-up is part of the interface: this module imports only typer and rich. The settings
+(pydantic-settings) are built once the command line parsed, and the ML stack (scikit-learn,
+pandas, MLflow) is imported inside the commands that need it, after their arguments and the spec
+were checked: a usage error or a spec typo is reported in a fraction of a second, and the read
+commands (`models list/show/history`, in `cli.models`) import none of it.
 """
 
 from __future__ import annotations
@@ -13,23 +17,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from layerops.cli.models import models_app
 from layerops.cli.serve import serve as serve_command
 from layerops.errors import LayeropsError
-from layerops.settings import Settings
+from layerops.training.cores import available_cores
 
 if TYPE_CHECKING:
     from layerops.repository.api import ModelRepository
+    from layerops.settings import Settings
 
 app = typer.Typer(
     help="layerops: from a tabular data file to a registered, reproducible model.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-)
-models_app = typer.Typer(
-    help="Inspect registered models; promote and roll back aliases.", no_args_is_help=True
 )
 app.add_typer(models_app, name="models")
 
@@ -49,7 +51,10 @@ def main(
         typer.Option(help="MLflow tracking URI (env: LAYEROPS_TRACKING_URI; default sqlite under --home)"),
     ] = None,
     log_level: Annotated[
-        str | None, typer.Option(help="DEBUG, INFO, WARNING... (env: LAYEROPS_LOG_LEVEL)")
+        str | None,
+        typer.Option(
+            help="DEBUG, INFO, WARNING, ERROR or CRITICAL (env: LAYEROPS_LOG_LEVEL; default WARNING)"
+        ),
     ] = None,
 ) -> None:
     """Settings come from LAYEROPS_* environment variables; these options override them."""
@@ -60,10 +65,9 @@ def main(
         overrides["tracking_uri"] = tracking_uri
     if log_level is not None:
         overrides["log_level"] = log_level
-    try:
-        settings = Settings(**overrides)
-    except ValueError as exc:
-        raise LayeropsError(f"invalid setting: {str(exc).splitlines()[-1].strip()}") from None
+    from layerops.settings import load_settings  # pydantic-settings: a tenth of a second, not for --help
+
+    settings = load_settings(**overrides)
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = settings
 
@@ -73,6 +77,19 @@ def _repository(ctx: typer.Context) -> ModelRepository:
 
     settings: Settings = ctx.obj
     return open_repository(settings)
+
+
+JobsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        "-j",
+        min=1,
+        show_default=False,
+        help="Threads each model trains on (default: the cores this process may use, "
+        f"here {available_cores()})",
+    ),
+]
 
 
 @app.command()
@@ -86,14 +103,16 @@ def train(
         str | None, typer.Option(help="Point this alias (e.g. production) at the new version.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    jobs: JobsOption = None,
 ) -> None:
     """Train every candidate of SPEC_FILE, rank them, and register the winner as a new version."""
-    from layerops.cli.progress import RichReporter, leaderboard_table
     from layerops.spec import load_spec
+
+    spec = load_spec(spec_file)  # refuse a bad spec before importing the ML stack (seconds)
+    from layerops.cli.progress import RichReporter, leaderboard_table
     from layerops.training.pipeline import SilentReporter, leaderboard_csv
     from layerops.training.pipeline import train as run_training
 
-    spec = load_spec(spec_file)  # refuse a bad spec before touching anything else
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerops-open-repository") as pool:
         # Opening the repository (importing MLflow, migrating a new database) takes seconds;
         # it overlaps with training. An unreachable server fails within the first second.
@@ -104,10 +123,10 @@ def train(
                 pending.result()
         source = pending.result if pending is not None else None
         if quiet:
-            result = run_training(spec, source, reporter=SilentReporter())
+            result = run_training(spec, source, reporter=SilentReporter(), jobs=jobs)
         else:
             with RichReporter(console) as reporter:
-                result = run_training(spec, source, reporter=reporter)
+                result = run_training(spec, source, reporter=reporter, jobs=jobs)
         repository = pending.result() if pending is not None else None
     console.print(leaderboard_table(result))
     settings: Settings = ctx.obj
@@ -131,6 +150,48 @@ def train(
             spec.name, alias, result.version.version, reason="set by layerops train --alias"
         )
         console.print(f"alias {alias} → version {change.version}")
+
+
+@app.command()
+def retrain(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Registered model name.", show_default=False)],
+    version: Annotated[int | None, typer.Option(min=1, help="The version to rebuild.")] = None,
+    alias: Annotated[
+        str | None, typer.Option(help="Rebuild the version this alias points to (e.g. production).")
+    ] = None,
+    reproduce: Annotated[
+        bool,
+        typer.Option(
+            "--reproduce",
+            help="Rebuild from the recorded lineage: the same spec, data (its content hash checked "
+            "first) and seed.",
+        ),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    jobs: JobsOption = None,
+) -> None:
+    """Train a registered version again and register the result as a new version."""
+    if not reproduce:
+        raise typer.BadParameter("only --reproduce is supported so far", param_hint="'--reproduce'")
+    if (version is None) == (alias is None):
+        raise typer.BadParameter("give exactly one of --version and --alias", param_hint="'--version'")
+    from layerops.api.reproduce import reproduce as rebuild
+    from layerops.cli.progress import RichReporter
+    from layerops.training.pipeline import SilentReporter
+
+    settings: Settings = ctx.obj
+    ref = f"{name}@{version if version is not None else alias}"
+    options: dict[str, Any] = {"home": settings.home, "tracking_uri": settings.tracking_uri, "jobs": jobs}
+    if quiet:
+        result = rebuild(ref, reporter=SilentReporter(), **options)
+    else:
+        with RichReporter(console) as reporter:
+            result = rebuild(ref, reporter=reporter, **options)
+    console.print(
+        f"reproduced {ref} as [bold]{result.name}[/bold] version {result.version} "
+        f"({result.winner}; data and seed as recorded)"
+    )
 
 
 app.command("serve")(serve_command)
@@ -177,124 +238,27 @@ def demo_data(
         console.print(f"wrote {path}")
 
 
-@models_app.command("list")
-def models_list(ctx: typer.Context) -> None:
-    """Every registered model with its latest version and aliases."""
-    summaries = _repository(ctx).list_models()
-    if not summaries:
-        console.print("no registered models yet: run `layerops train SPEC`")
-        return
-    table = Table("model", "latest", "aliases", "description")
-    for s in summaries:
-        aliases = ", ".join(f"{a}→v{v}" for a, v in sorted(s.aliases.items())) or "–"
-        table.add_row(s.name, str(s.latest_version or "–"), aliases, s.description)
-    console.print(table)
-
-
-@models_app.command("show")
-def models_show(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Registered model name.")],
-    version: Annotated[int | None, typer.Option(help="Version number (default: latest).")] = None,
-    alias: Annotated[str | None, typer.Option(help="Show the version this alias points to.")] = None,
-) -> None:
-    """A version's tags, lineage and metrics."""
-    repository = _repository(ctx)
-    if alias is not None:
-        entry = repository.resolve_alias(name, alias)
-    elif version is not None:
-        entry = repository.get_version(name, version)
-    else:
-        entry = repository.list_versions(name)[0]
-    table = Table(title=f"{entry.name} version {entry.version}", show_header=False)
-    table.add_row("aliases", ", ".join(entry.aliases) or "–")
-    table.add_row("created", entry.created_at.isoformat(timespec="seconds"))
-    table.add_row("run", entry.run_id or "–")
-    table.add_row("source", entry.source)
-    for key, value in sorted(entry.tags.items()):
-        table.add_row(key, value)
-    console.print(table)
-
-
-@models_app.command("history")
-def models_history(
-    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Registered model name.")]
-) -> None:
-    """Versions and every alias change (when, from which version, why)."""
-    repository = _repository(ctx)
-    versions = Table("version", "created", "aliases", "run", title=f"{name}: versions")
-    for v in repository.list_versions(name):
-        versions.add_row(
-            str(v.version),
-            v.created_at.isoformat(timespec="seconds"),
-            ", ".join(v.aliases) or "–",
-            v.run_id or "–",
-        )
-    console.print(versions)
-    changes = Table("when", "alias", "from", "to", "reason", title=f"{name}: alias changes")
-    for c in repository.history(name):
-        changes.add_row(
-            c.at.isoformat(timespec="seconds"), c.alias, _v(c.previous), _v(c.version), c.reason or "–"
-        )
-    console.print(changes)
-
-
-def _v(version: int | None) -> str:
-    return "–" if version is None else f"v{version}"
-
-
-@models_app.command("promote")
-def models_promote(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Registered model name.")],
-    version: Annotated[int | None, typer.Option(help="Version to promote (default: latest).")] = None,
-    alias: Annotated[str, typer.Option(help="Alias to point at the version.")] = "production",
-    reason: Annotated[str, typer.Option(help="Why; kept in the history.")] = "",
-) -> None:
-    """Point an alias (default: production) at a version."""
-    repository = _repository(ctx)
-    target = version if version is not None else repository.list_versions(name)[0].version
-    change = repository.set_alias(
-        name, alias, target, reason=reason or "promoted with layerops models promote"
-    )
-    console.print(f"{name}: {alias} {_v(change.previous)} → {_v(change.version)}")
-
-
-@models_app.command("rollback")
-def models_rollback(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Registered model name.")],
-    alias: Annotated[str, typer.Option(help="Alias to move back.")] = "production",
-    reason: Annotated[str, typer.Option(help="Why; kept in the history.")] = "",
-) -> None:
-    """Move an alias back to the version it pointed to before its last change."""
-    change = _repository(ctx).rollback(
-        name, alias, reason=reason or "rolled back with layerops models rollback"
-    )
-    console.print(f"{name}: {alias} {_v(change.previous)} → {_v(change.version)}")
-
-
 def run() -> None:
-    """Entry point: user errors become one line on stderr and exit code 1, never a traceback."""
+    """Entry point: click's usage message and exit 2 for a usage error; one line and exit 1 for a
+    `LayeropsError`; "interrupted" and exit 130 for Ctrl-C. Never a traceback for a user's mistake.
+    """
     try:
-        app(standalone_mode=False)
+        # Standalone mode: click prints usage errors (exit 2) and turns Ctrl-C into exit 130.
+        app()
     except LayeropsError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        err_console.print("interrupted: nothing was registered unless it was reported above")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED:
+            err_console.print("interrupted: nothing was registered unless it was reported above")
         raise
+    except KeyboardInterrupt:  # outside a command (while the command line is parsed)
+        err_console.print("interrupted")
+        sys.exit(INTERRUPTED)
+
+
+INTERRUPTED = 130
+"""Exit code of a command stopped by Ctrl-C (128 + SIGINT)."""
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ each worker process, which builds its own app from them (`app_from_settings`).
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import multiprocessing
 import signal
+import socket
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -87,6 +89,9 @@ def serve(  # noqa: PLR0913 - a typer command: each option is a parameter
         "batching": batching,
     }
     serve_settings = serve_settings_from(settings, {k: v for k, v in flags.items() if v is not None})
+    # The port first: a busy one fails in milliseconds, before any model loads, and nothing
+    # claims to be serving on a port it does not hold.
+    listener = bind(serve_settings.host, serve_settings.port)
     # Preflight: the initiating phase runs first, so a model that cannot load stops start-up with
     # one clear line. One worker then serves this very app; several build their own, so their
     # supervisor checks in a child process and stays small (it would hold every model for nothing).
@@ -104,18 +109,39 @@ def serve(  # noqa: PLR0913 - a typer command: each option is a parameter
     # re-raises the signal to the handler in place before it started; with the default handler
     # the process would end as "killed by SIGTERM". A completed graceful shutdown exits 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    run_server(serve_settings, app if serve_settings.workers == 1 else None)
+    run_server(serve_settings, app if serve_settings.workers == 1 else None, listener)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to `host`:`port` for uvicorn to listen on (`LayeropsError` when it is taken)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        reason = exc.strerror or str(exc)
+        hint = "; choose another with --port or LAYEROPS_PORT" if exc.errno == errno.EADDRINUSE else ""
+        raise LayeropsError(f"cannot serve on {host}:{port}: {reason}{hint}") from None
+    listener.set_inheritable(True)  # several workers share it
+    return listener
 
 
 def serve_settings_from(settings: Settings, flags: dict[str, Any]) -> ServeSettings:
     """The server settings: `LAYEROPS_*` variables, the global options in `settings`, then `flags`."""
+    from pydantic import ValidationError
+
     from layerops.delivery.settings import ServeSettings
+    from layerops.settings import describe_invalid
 
     chosen = settings.model_dump(
         include={"home", "tracking_uri", "registry_uri", "artifact_root", "log_level"}
     )
     try:
         return ServeSettings(**chosen, **flags)
+    except ValidationError as exc:
+        raise LayeropsError(describe_invalid(exc)) from None
     except ValueError as exc:
         raise LayeropsError(f"invalid server setting: {_first_error(exc)}") from None
 
@@ -130,8 +156,9 @@ def app_from_settings(settings: ServeSettings) -> FastAPI:
     return create_app(build_runtime(settings, open_repository(settings)))
 
 
-def run_server(settings: ServeSettings, app: FastAPI | None) -> None:
-    """Serve `app`, or with several workers one app per worker process built from `settings`.
+def run_server(settings: ServeSettings, app: FastAPI | None, listener: socket.socket | None = None) -> None:
+    """Serve `app`, or with several workers one app per worker process built from `settings`,
+    on `listener` (a socket `bind` returned; default: one bound here).
 
     uvicorn's `run()` insists on an import string for workers, which would hand the settings over
     through the environment; its supervisor takes any picklable factory, so each worker receives
@@ -156,10 +183,11 @@ def run_server(settings: ServeSettings, app: FastAPI | None) -> None:
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    sockets = [listener if listener is not None else bind(settings.host, settings.port)]
     if settings.workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        Multiprocess(config, sockets=sockets).run()
         return
-    server.run()
+    server.run(sockets=sockets)
     if not server.started:
         raise LayeropsError(f"could not start the server on {settings.host}:{settings.port}")
 

@@ -9,8 +9,10 @@ from layerops.repository.api import (
     ModelRepository,
     ModelSummary,
     ModelVersion,
+    RegistryReader,
     RunInfo,
     TrainingRun,
+    VersionDetails,
 )
 
 __all__ = [
@@ -19,6 +21,8 @@ __all__ = [
     "ModelRepository",
     "ModelSummary",
     "ModelVersion",
+    "RegistryReader",
     "RunInfo",
     "TrainingRun",
+    "VersionDetails",
 ]

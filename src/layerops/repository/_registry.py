@@ -29,7 +29,7 @@ from layerops.repository._layout import (
     bundle_path,
     source_path,
 )
-from layerops.repository.api import AliasChange, ModelSummary, ModelVersion, RunInfo
+from layerops.repository.api import AliasChange, ModelSummary, ModelVersion, RunInfo, VersionDetails
 
 REGISTER_TIMEOUT_S = 300
 
@@ -162,6 +162,18 @@ class Registry:
         if alias not in aliases:
             raise NotFoundError(f"model {name!r} has no alias {alias!r}")
         return _to_version(self._mlflow_version(name, int(aliases[alias])), aliases)
+
+    def version_details(self, name: str, version: int) -> VersionDetails:
+        """A version with its run's metrics. Raises `NotFoundError`."""
+        entry = self.get_version(name, version)
+        run_id = entry.run_id or entry.tags.get(RUN_TAG)
+        if not run_id:
+            return VersionDetails.of(entry, {})
+        with translated(
+            self._uri, f"reading run {run_id}", not_found=f"training run {run_id!r} does not exist"
+        ):
+            metrics = dict(self._client.get_run(run_id).data.metrics)
+        return VersionDetails.of(entry, metrics)
 
     def _model(self, name: str) -> RegisteredModel:
         with translated(

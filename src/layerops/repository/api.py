@@ -6,12 +6,14 @@ If MLflow is ever replaced, this file is the list of what to rebuild. Implementa
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from layerops.bundle import ModelBundle
+if TYPE_CHECKING:  # the bundle's pydantic models take a tenth of a second to build: not for `models list`
+    from layerops.bundle import ModelBundle
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,57 @@ class ModelVersion:
     description: str = ""
 
 
+LINEAGE_TAGS = {
+    "spec": "layerops.spec_path",
+    "spec sha256": "layerops.spec_sha256",
+    "data": "layerops.data_source",
+    "data sha256": "layerops.dataset_sha256",
+    "git commit": "layerops.git_commit",
+    "git dirty": "layerops.git_dirty",
+    "seed": "layerops.seed",
+    "python": "layerops.python",
+    "platform": "layerops.platform",
+}
+"""Lineage shown for a version → the version tag training records it in."""
+LIBRARIES_TAG = "layerops.libraries"
+"""Version tag: the library versions the model was trained with, as a JSON object."""
+
+
+@dataclass(frozen=True)
+class VersionDetails:
+    """A version with what it was made from and how it scored: what `models show` prints."""
+
+    version: ModelVersion
+    metrics: dict[str, dict[str, float]]
+    """`validation` and `test` → metric → value, as logged on the version's run."""
+    latency: dict[str, float]
+    """Prediction latency measured at training (`single_row_p50_ms`, `batch_p99_ms`...)."""
+    lineage: dict[str, str]
+    """The `LINEAGE_TAGS` the version carries (older versions recorded fewer)."""
+    libraries: dict[str, str]
+    """Library → version at training (empty for versions registered before it was recorded)."""
+    training_seconds: float | None = None
+
+    @classmethod
+    def of(cls, version: ModelVersion, run_metrics: dict[str, float]) -> VersionDetails:
+        """The details of `version` from its tags and its run's metrics."""
+        metrics: dict[str, dict[str, float]] = {"validation": {}, "test": {}}
+        latency: dict[str, float] = {}
+        for key, value in sorted(run_metrics.items()):
+            split, _, metric = key.partition("_")
+            if split in {"val", "test"} and metric:
+                metrics["validation" if split == "val" else "test"][metric] = value
+            elif key.endswith("_ms") or key.startswith("batch_"):
+                latency[key] = value
+        lineage = {label: version.tags[tag] for label, tag in LINEAGE_TAGS.items() if tag in version.tags}
+        try:
+            recorded = json.loads(version.tags.get(LIBRARIES_TAG, "{}"))
+        except ValueError:
+            recorded = {}
+        libraries = {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
+        return cls(version, metrics, latency, lineage, libraries, run_metrics.get("train_seconds"))
+
+
 @dataclass(frozen=True)
 class ModelSummary:
     """A registered model with its newest version and aliases."""
@@ -92,6 +145,35 @@ class AliasChange:
     reason: str
     rollback: bool = False
     """The change was a rollback (it takes the alias one step back through its history)."""
+
+
+@runtime_checkable
+class RegistryReader(Protocol):
+    """The read side of the repository: what `models list/show/history` need."""
+
+    def list_models(self) -> list[ModelSummary]:
+        """Every registered model."""
+        ...
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        """Every version of `name`, newest first. Raises `NotFoundError`."""
+        ...
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        """One version. Raises `NotFoundError`."""
+        ...
+
+    def resolve_alias(self, name: str, alias: str) -> ModelVersion:
+        """The version `alias` points to. Raises `NotFoundError`."""
+        ...
+
+    def history(self, name: str) -> list[AliasChange]:
+        """Every alias change of `name`, oldest first."""
+        ...
+
+    def version_details(self, name: str, version: int) -> VersionDetails:
+        """A version with its lineage, metrics, latency and environment. Raises `NotFoundError`."""
+        ...
 
 
 @runtime_checkable

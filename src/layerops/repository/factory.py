@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
-from layerops.errors import RepositoryError
-from layerops.repository.api import ModelRepository
+from typing import TYPE_CHECKING
+
+from layerops.errors import NotFoundError, RepositoryError
+from layerops.repository._registry_tables import open_tables, sqlite_file
+from layerops.repository.api import ModelRepository, RegistryReader
 from layerops.settings import Settings
 
+if TYPE_CHECKING:
+    from layerops.repository.mlflow_repo import MlflowRepository
 
-def open_repository(settings: Settings) -> ModelRepository:
-    """The `MlflowRepository` for the settings' tracking URI, registry URI and artifact root."""
-    from layerops.repository._sqlite_init import sqlite_path  # imports mlflow: only when opening
+_ELSEWHERE = "point elsewhere with --home or LAYEROPS_HOME (or --tracking-uri / LAYEROPS_TRACKING_URI)"
+
+
+def open_repository(settings: Settings, *, create: bool = True) -> ModelRepository:
+    """The `MlflowRepository` for the settings' tracking URI, registry URI and artifact root.
+
+    `create=False` (read commands) refuses, with `NotFoundError` naming where it looked, an
+    embedded repository that does not exist yet instead of creating an empty one there.
+    """
+    return _mlflow_repository(settings, create=create)
+
+
+def _mlflow_repository(settings: Settings, *, create: bool) -> MlflowRepository:
+    tracking_uri = settings.resolved_tracking_uri()
+    database = sqlite_file(tracking_uri)
+    if not create:
+        _require_database(settings, tracking_uri)
     from layerops.repository.mlflow_repo import MlflowRepository  # mlflow takes seconds to import
 
-    tracking_uri = settings.resolved_tracking_uri()
     try:
         if not settings.tracking_uri:
             settings.home.mkdir(parents=True, exist_ok=True)
-        database = sqlite_path(tracking_uri)
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. a parent that is a file, or no permission
@@ -29,3 +46,33 @@ def open_repository(settings: Settings) -> ModelRepository:
         artifact_root=settings.resolved_artifact_root(),
         cache_dir=settings.home.resolve() / "cache" / "bundles",
     )
+
+
+def open_reader(settings: Settings) -> RegistryReader:
+    """The read side of an existing repository, without importing MLflow when it can be avoided.
+
+    An embedded sqlite registry with the schema revision `_registry_tables` knows is read with
+    `sqlite3` (milliseconds); any other backend or revision goes through `open_repository`.
+    Never creates a repository: a missing one is a `NotFoundError` naming where it looked.
+    """
+    tracking_uri = settings.resolved_tracking_uri()
+    _require_database(settings, tracking_uri)
+    database = sqlite_file(tracking_uri)
+    registry_uri = settings.registry_uri or tracking_uri
+    if database is not None and registry_uri == tracking_uri:
+        tables = open_tables(database)
+        if tables is not None:
+            return tables
+    return _mlflow_repository(settings, create=False)
+
+
+def _require_database(settings: Settings, tracking_uri: str) -> None:
+    database = sqlite_file(tracking_uri)
+    if database is None or database.is_file():
+        return
+    where = (
+        f"no layerops repository in {settings.home.resolve()} (no {database.name} there)"
+        if not settings.tracking_uri
+        else f"no MLflow database at {database}"
+    )
+    raise NotFoundError(f"{where}: train a model first (layerops train SPEC), or {_ELSEWHERE}")

@@ -30,7 +30,14 @@ from layerops.repository._layout import (
 from layerops.repository._registry import REGISTER_TIMEOUT_S, Registry, bundle_uri
 from layerops.repository._runs import RunLog
 from layerops.repository._sqlite_init import initialise_sqlite
-from layerops.repository.api import AliasChange, ModelSummary, ModelVersion, RunInfo, TrainingRun
+from layerops.repository.api import (
+    AliasChange,
+    ModelSummary,
+    ModelVersion,
+    RunInfo,
+    TrainingRun,
+    VersionDetails,
+)
 
 __all__ = [
     "BUNDLE_PATH",
@@ -113,6 +120,10 @@ class MlflowRepository:
     def resolve_alias(self, name: str, alias: str) -> ModelVersion:
         """The version `alias` points to. Raises `NotFoundError`."""
         return self._registry.resolve_alias(name, alias)
+
+    def version_details(self, name: str, version: int) -> VersionDetails:
+        """A version with its lineage, metrics, latency and environment. Raises `NotFoundError`."""
+        return self._registry.version_details(name, version)
 
     # -- aliases -----------------------------------------------------------------------------
 

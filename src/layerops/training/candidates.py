@@ -14,6 +14,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from layerops.bundle.estimators import OneRuleClassifier, OneRuleRegressor
 from layerops.spec import CandidateSpec, Task
+from layerops.training.cores import available_cores
 
 Space = dict[str, Any]
 
@@ -64,8 +65,15 @@ def is_fixed(space: Space) -> bool:
     return not any(isinstance(v, dict | list) for v in space.values())
 
 
-def make_estimator(name: str, task: Task, params: dict[str, Any], *, seed: int) -> Any:
-    """A fresh, unfitted estimator for candidate `name` with `params`."""
+def make_estimator(
+    name: str, task: Task, params: dict[str, Any], *, seed: int, jobs: int | None = None
+) -> Any:
+    """A fresh, unfitted estimator for candidate `name` with `params`.
+
+    Models that train on several threads get `jobs` of them (default: `available_cores()`)
+    unless the spec's parameters set `n_jobs` themselves.
+    """
+    threads = jobs or available_cores()
     classify = task == "classification"
     if name == "baseline":
         return OneRuleClassifier() if classify else OneRuleRegressor()
@@ -77,20 +85,20 @@ def make_estimator(name: str, task: Task, params: dict[str, Any], *, seed: int) 
         cls = DecisionTreeClassifier if classify else DecisionTreeRegressor
         return cls(random_state=seed, **params)
     if name == "random_forest":
-        params.setdefault("n_jobs", -1)
+        params.setdefault("n_jobs", threads)
         cls_rf = RandomForestClassifier if classify else RandomForestRegressor
         return cls_rf(random_state=seed, **params)
     if name == "xgboost":
         from xgboost import XGBClassifier, XGBRegressor  # imported only when a spec uses it
 
-        params.setdefault("n_jobs", 2)
+        params.setdefault("n_jobs", threads)
         if classify:
             return XGBClassifier(random_state=seed, tree_method="hist", **params)
         return XGBRegressor(random_state=seed, tree_method="hist", **params)
     if name == "lightgbm":
         from lightgbm import LGBMClassifier, LGBMRegressor  # imported only when a spec uses it
 
-        params.setdefault("n_jobs", 2)
+        params.setdefault("n_jobs", threads)
         cls_lgbm = LGBMClassifier if classify else LGBMRegressor
         return cls_lgbm(random_state=seed, verbose=-1, deterministic=True, force_row_wise=True, **params)
     raise ValueError(f"unknown candidate {name!r}")  # the spec refuses unknown names first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 from importlib import metadata
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from layerops.bundle import Lineage
+from layerops.repository.api import LIBRARIES_TAG
 from layerops.spec import PipelineSpec
 
 _LIBRARIES = (
@@ -106,3 +108,23 @@ def collect(spec: PipelineSpec, dataset_sha256: str) -> Lineage:
         python=platform.python_version(),
         platform=platform.platform(),
     )
+
+
+def tags(lin: Lineage, spec: PipelineSpec) -> dict[str, str]:
+    """The lineage as run and version tags (`repository.api.LINEAGE_TAGS`: what `models show` prints)."""
+    recorded = {
+        "layerops.dataset_sha256": lin.dataset_sha256,
+        "layerops.spec_sha256": lin.spec_sha256,
+        "layerops.seed": str(lin.seed),
+        "layerops.data_source": lin.data_source,
+        "layerops.python": lin.python,
+        "layerops.platform": lin.platform,
+        LIBRARIES_TAG: json.dumps(lin.libraries, sort_keys=True),
+    }
+    if spec.spec_file is not None:
+        recorded["layerops.spec_path"] = str(spec.spec_file)
+    if lin.git_commit:
+        recorded["layerops.git_commit"] = lin.git_commit
+    if lin.git_dirty is not None:
+        recorded["layerops.git_dirty"] = str(lin.git_dirty).lower()
+    return recorded

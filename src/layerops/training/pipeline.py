@@ -19,15 +19,17 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
-from layerops.bundle import BundleMetadata, Lineage, ModelBundle, save_bundle
+from layerops.bundle import BundleMetadata, ModelBundle, save_bundle
 from layerops.bundle.profile import build_profile, infer_schema
-from layerops.errors import DataError
+from layerops.errors import DataError, TrainingError
 from layerops.repository.api import CandidateRun, ModelRepository, ModelVersion, RunInfo, TrainingRun
 from layerops.spec import PipelineSpec, Task
 from layerops.training import lineage
 from layerops.training.candidates import is_fixed, make_estimator, search_space
 from layerops.training.cleaning import CleaningReport, clean
+from layerops.training.cores import available_cores
 from layerops.training.dataio import dataset_sha256, training_frame
 from layerops.training.evaluation import ResourceMonitor, measure_latency, predict_outputs, score, sort_key
 from layerops.training.export import export_onnx
@@ -133,6 +135,7 @@ def train(
     reporter: Reporter | None = None,
     data: pd.DataFrame | None = None,
     expect_sha256: str | None = None,
+    jobs: int | None = None,
 ) -> TrainingResult:
     """Run the whole pipeline; register the winner in `repository` unless it is None.
 
@@ -140,8 +143,24 @@ def train(
     MLflow, migrating a new database — overlaps with training instead of preceding it. `data`
     replaces the spec's source (whose `data` must then be None: the lineage says so). With
     `expect_sha256` (a reproduction), data with another content hash stops the run before training.
+    Every model, and the native BLAS/OpenMP pools under them, use at most `jobs` threads (default:
+    the cores this process may run on), so parallel trainings never oversubscribe the machine.
     """
-    report = reporter or SilentReporter()
+    threads = available_cores() if jobs is None else jobs
+    if threads < 1:
+        raise TrainingError(f"jobs must be at least 1, not {threads}")
+    with threadpool_limits(limits=threads):
+        return _train(spec, repository, reporter or SilentReporter(), data, expect_sha256, threads)
+
+
+def _train(
+    spec: PipelineSpec,
+    repository: RepositorySource | None,
+    report: Reporter,
+    data: pd.DataFrame | None,
+    expect_sha256: str | None,
+    jobs: int,
+) -> TrainingResult:
     report.stage("loading data")
     raw = training_frame(spec, data)
     data_hash = dataset_sha256(raw)
@@ -176,7 +195,7 @@ def train(
     )
     outcomes = [
         _train_candidate(
-            candidate.name, spec, task, metric, preprocessor, arrays, splits, report, candidate.trials
+            candidate.name, spec, task, metric, preprocessor, arrays, splits, report, candidate.trials, jobs
         )
         for candidate in spec.candidates
     ]
@@ -197,7 +216,7 @@ def train(
         run_record = TrainingRun(
             pipeline=spec.name,
             params=_run_params(spec, task, metric),
-            tags=_lineage_tags(bundle.metadata.lineage),
+            tags=lineage.tags(bundle.metadata.lineage, spec),
             candidates=[
                 CandidateRun(o.name, dict(o.params), o.flat_metrics(), o.resources, o.trials)
                 for o in outcomes
@@ -207,7 +226,7 @@ def train(
         )
         result.run = repository.log_training(run_record, folder)
     result.version = repository.register(
-        spec.name, result.run, tags=_lineage_tags(bundle.metadata.lineage), description=spec.description
+        spec.name, result.run, tags=lineage.tags(bundle.metadata.lineage, spec), description=spec.description
     )
     report.stage(f"registered {spec.name} version {result.version.version}")
     return result
@@ -223,6 +242,7 @@ def _train_candidate(  # noqa: PLR0913 - to become a context object when issue 1
     splits: Splits,
     report: Reporter,
     trials_override: int | None,
+    jobs: int,
 ) -> CandidateOutcome:
     candidate = next(c for c in spec.candidates if c.name == name)
     space = search_space(candidate, task)
@@ -240,10 +260,11 @@ def _train_candidate(  # noqa: PLR0913 - to become a context object when issue 1
             cv_folds=spec.tuning.cv_folds,
             seed=spec.seed,
             on_trial=lambda number, value: report.trial(name, number, value),
+            jobs=jobs,
         )
         estimator = tuned.model
         if estimator is None:  # cross-validation fitted folds only: refit on the whole train split
-            estimator = make_estimator(name, task, dict(tuned.best_params), seed=spec.seed)
+            estimator = make_estimator(name, task, dict(tuned.best_params), seed=spec.seed, jobs=jobs)
             estimator.fit(arrays[0], arrays[1])
     model = Pipeline([("preprocess", preprocessor), ("model", estimator)])
     # Score with every core; then serve-friendly: one thread answers a row faster than many.
@@ -349,18 +370,6 @@ def _run_params(spec: PipelineSpec, task: Task, metric: str) -> dict[str, object
         "tuning.cv_folds": spec.tuning.cv_folds,
         "candidates": ",".join(c.name for c in spec.candidates),
     }
-
-
-def _lineage_tags(lin: Lineage) -> dict[str, str]:
-    tags = {
-        "layerops.dataset_sha256": lin.dataset_sha256,
-        "layerops.spec_sha256": lin.spec_sha256,
-        "layerops.seed": str(lin.seed),
-        "layerops.data_source": lin.data_source,
-    }
-    if lin.git_commit:
-        tags["layerops.git_commit"] = lin.git_commit
-    return tags
 
 
 def leaderboard_rows(result: TrainingResult) -> list[dict[str, Any]]:

@@ -59,9 +59,10 @@ class _Objective:
         metric: str,
         cv_folds: int,
         seed: int,
+        jobs: int | None = None,
     ) -> None:
         self.name, self.task, self.data = name, task, data
-        self.metric, self.cv_folds, self.seed = metric, cv_folds, seed
+        self.metric, self.cv_folds, self.seed, self.jobs = metric, cv_folds, seed, jobs
         self.n_classes = _n_classes(data[1], data[3]) if task == "classification" else 0
         self.best_value = math.nan
         self.best_model: Any = None
@@ -89,7 +90,7 @@ class _Objective:
     def _fit_score(
         self, params: dict[str, Any], xf: np.ndarray, yf: np.ndarray, xs: np.ndarray, ys: np.ndarray
     ) -> tuple[float, Any]:
-        model = make_estimator(self.name, self.task, dict(params), seed=self.seed)
+        model = make_estimator(self.name, self.task, dict(params), seed=self.seed, jobs=self.jobs)
         model.fit(xf, yf)
         pred, proba = predict_outputs(model, xs, self.task)
         if proba is not None and proba.shape[1] != self.n_classes:
@@ -109,13 +110,15 @@ def tune(  # noqa: PLR0913 - to become a context object when issue 11 reworks th
     cv_folds: int,
     seed: int,
     on_trial: TrialCallback | None = None,
+    jobs: int | None = None,
 ) -> TuningResult:
     """Search `space` for candidate `name`; each trial fits on train and scores `metric`.
 
     `data` is (x_train, y_train, x_val, y_val) already preprocessed. With `cv_folds >= 2` the
-    score is the mean over folds of train and the validation split is not used.
+    score is the mean over folds of train and the validation split is not used. Each model trains
+    on `jobs` threads (default: the cores available).
     """
-    objective = _Objective(name, task, data, metric=metric, cv_folds=cv_folds, seed=seed)
+    objective = _Objective(name, task, data, metric=metric, cv_folds=cv_folds, seed=seed, jobs=jobs)
     recorded: list[tuple[dict[str, Any], float]] = []
     if is_fixed(space):
         params = dict(space)
@@ -126,7 +129,9 @@ def tune(  # noqa: PLR0913 - to become a context object when issue 11 reworks th
         return TuningResult(params, value, recorded, objective.best_model)
 
     direction: Literal["minimize", "maximize"] = "minimize" if metric in LOWER_IS_BETTER else "maximize"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR, not WARNING: optuna warns with a traceback about a trial that raised, then re-raises it;
+    # the error (a TrainingError, or Ctrl-C's KeyboardInterrupt) is reported once, by the caller.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed))
 
     def run_trial(trial: optuna.Trial) -> float:
