@@ -48,6 +48,7 @@ CLASSIFICATION: dict[str, Callable[[], Data]] = {
     "wine": lambda: load_wine(return_X_y=True),
     "breast_cancer": lambda: load_breast_cancer(return_X_y=True),
     "ties": lambda: (ties()[0], (ties()[1] > np.median(ties()[1])).astype(int)),
+    "iris_names": lambda: (load_iris().data, load_iris().target_names[load_iris().target].astype(object)),
 }
 REGRESSION: dict[str, Callable[[], Data]] = {
     "diabetes": lambda: load_diabetes(return_X_y=True),

@@ -208,8 +208,9 @@ def _classifier(model: Any, width: int, onnx_opset: int) -> onnx.ModelProto | No
     }
     for key in ("nodes_values", "nodes_hitrates", "class_weights"):
         attributes[key] = attributes[key].astype(np.float32)
+    label_type = TensorProto.STRING if "classlabels_strings" in labels else TensorProto.INT64
     outputs = [
-        helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+        helper.make_tensor_value_info("label", label_type, [None]),
         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, len(model.classes_)]),
     ]
     head = _model(width, TensorProto.FLOAT, outputs, {"ai.onnx.ml": 1, "": onnx_opset})
