@@ -78,6 +78,29 @@ def test_tuning_minimises_lower_is_better_metrics() -> None:
         seed=0,
     )
     assert result.best_score == min(value for _, value in result.trials)
+    assert result.model is None and result.val_outputs is None  # folds only: the caller refits
+
+
+def test_tuning_hands_over_the_best_models_validation_outputs() -> None:
+    data = _iris_arrays()
+    space = search_space(CandidateSpec(name="decision_tree"), "classification")
+    result = tune(
+        "decision_tree",
+        "classification",
+        space,
+        data,
+        metric="accuracy",
+        trials=4,
+        timeout=None,
+        cv_folds=0,
+        seed=1,
+    )
+    assert result.model is not None and result.val_outputs is not None
+    pred, proba = result.val_outputs
+    assert proba is not None
+    np.testing.assert_array_equal(proba, result.model.predict_proba(data[2]))
+    np.testing.assert_array_equal(pred, result.model.predict(data[2]))
+    assert score("classification", data[3], pred, proba)["accuracy"] == result.best_score
 
 
 def test_scores_match_scikit_learn() -> None:

@@ -4,7 +4,7 @@
   fill values to float32; `convert_imputer` replaces NaN (numbers) or "" (`MISSING_CATEGORY`,
   strings) by the fitted statistics in full precision.
 - The one-rule baselines: Gather → LessOrEqual → Where.
-- xgboost and lightgbm through onnxmltools (registered once per process).
+- xgboost and lightgbm through onnxmltools (registered once per process, only when used).
 - `DoubleTrees`: tree ensembles with float64 thresholds and leaves (ai.onnx.ml 3 `*_as_tensor`),
   for libraries that compare and sum in float64.
 """
@@ -95,27 +95,45 @@ def convert_one_rule(scope: Any, operator: Any, container: Any) -> None:
     container.add_node("Gather", [classes, best], [operator.outputs[0].full_name], axis=0)
 
 
+def _library(estimator: Any) -> str:
+    """The top-level package an estimator's class comes from ("sklearn", "xgboost", ...)."""
+    return type(estimator).__module__.partition(".")[0]
+
+
 @functools.cache
-def register_converters() -> None:
-    """Teach skl2onnx the baselines, xgboost and lightgbm (once per process)."""
-    from lightgbm import LGBMClassifier, LGBMRegressor
-    from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
-    from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+def register_converters(library: str = "layerops") -> None:
+    """Teach skl2onnx the baselines, and xgboost's or lightgbm's models (once per library and process).
+
+    Only the library of the model at hand is imported: a forest's export never loads xgboost.
+    """
     from skl2onnx import update_registered_converter
     from skl2onnx.common import shape_calculator as shapes
-    from xgboost import XGBClassifier, XGBRegressor
 
     classify = shapes.calculate_linear_classifier_output_shapes
     regress = shapes.calculate_linear_regressor_output_shapes
     options = {"zipmap": [True, False, "columns"], "nocl": [True, False]}
-    converters: list[tuple[type, str, Any, Any, dict[str, Any] | None]] = [
-        (OneRuleClassifier, "LayeropsOneRuleClassifier", classify, convert_one_rule, options),
-        (OneRuleRegressor, "LayeropsOneRuleRegressor", regress, convert_one_rule, None),
-        (XGBClassifier, "XGBoostXGBClassifier", classify, convert_xgboost, options),
-        (XGBRegressor, "XGBoostXGBRegressor", regress, convert_xgboost, None),
-        (LGBMClassifier, "LightGbmLGBMClassifier", classify, convert_lightgbm, options),
-        (LGBMRegressor, "LightGbmLGBMRegressor", regress, convert_lightgbm, {"split": None}),
-    ]
+    converters: list[tuple[type, str, Any, Any, dict[str, Any] | None]] = []
+    if library == "layerops":
+        converters = [
+            (OneRuleClassifier, "LayeropsOneRuleClassifier", classify, convert_one_rule, options),
+            (OneRuleRegressor, "LayeropsOneRuleRegressor", regress, convert_one_rule, None),
+        ]
+    elif library == "xgboost":
+        from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+        from xgboost import XGBClassifier, XGBRegressor
+
+        converters = [
+            (XGBClassifier, "XGBoostXGBClassifier", classify, convert_xgboost, options),
+            (XGBRegressor, "XGBoostXGBRegressor", regress, convert_xgboost, None),
+        ]
+    elif library == "lightgbm":
+        from lightgbm import LGBMClassifier, LGBMRegressor
+        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+
+        converters = [
+            (LGBMClassifier, "LightGbmLGBMClassifier", classify, convert_lightgbm, options),
+            (LGBMRegressor, "LightGbmLGBMRegressor", regress, convert_lightgbm, {"split": None}),
+        ]
     for model, alias, shape_calculator, converter, model_options in converters:
         update_registered_converter(model, alias, shape_calculator, converter, options=model_options)
 
@@ -163,11 +181,34 @@ class DoubleTrees:
         self._container.add_node("Cast", narrow[-1:], final[-1:], to=TensorProto.DOUBLE)
 
 
-def double_tree_converters() -> dict[type, tuple[Any, Any]]:
-    """Regressors whose library sums in float64: type → (converter, shape calculator)."""
-    from lightgbm import LGBMClassifier, LGBMRegressor
-    from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
-    from skl2onnx.common import shape_calculator as shapes
+def custom_converter(estimator: Any) -> tuple[Any, Any, bool] | None:
+    """(converter, shape calculator, whether it takes float64 features) for the estimators whose
+    skl2onnx conversion layerops replaces; None for the others.
+
+    Regressors of scikit-learn (those `_tree_onnx.tree_head` leaves to skl2onnx) and lightgbm
+    models get float64 trees. Registers the estimator's library with skl2onnx first.
+    """
+    library = _library(estimator)
+    register_converters("layerops")
+    if library in ("xgboost", "lightgbm"):
+        register_converters(library)
+
+    def double(convert: Any) -> Any:
+        return lambda scope, operator, container: convert(scope, operator, DoubleTrees(container))
+
+    if library == "lightgbm":
+        from lightgbm import LGBMClassifier, LGBMRegressor
+        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+        from skl2onnx.common import shape_calculator as shapes
+
+        lightgbm = {
+            LGBMRegressor: shapes.calculate_linear_regressor_output_shapes,
+            LGBMClassifier: shapes.calculate_linear_classifier_output_shapes,
+        }
+        shape = lightgbm.get(type(estimator))
+        return None if shape is None else (double(convert_lightgbm), shape, True)
+    if library != "sklearn":
+        return None
     from skl2onnx.operator_converters.decision_tree import convert_sklearn_decision_tree_regressor
     from skl2onnx.operator_converters.random_forest import (
         convert_sklearn_random_forest_regressor_converter as convert_forest,
@@ -176,15 +217,11 @@ def double_tree_converters() -> dict[type, tuple[Any, Any]]:
     from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
     from sklearn.tree import DecisionTreeRegressor, ExtraTreeRegressor
 
-    def double(convert: Any) -> Any:
-        return lambda scope, operator, container: convert(scope, operator, DoubleTrees(container))
-
-    tree_shapes = calculate_tree_regressor_output_shapes
-    return {
-        DecisionTreeRegressor: (double(convert_sklearn_decision_tree_regressor), tree_shapes),
-        ExtraTreeRegressor: (double(convert_sklearn_decision_tree_regressor), tree_shapes),
-        RandomForestRegressor: (double(convert_forest), tree_shapes),
-        ExtraTreesRegressor: (double(convert_forest), tree_shapes),
-        LGBMRegressor: (double(convert_lightgbm), shapes.calculate_linear_regressor_output_shapes),
-        LGBMClassifier: (double(convert_lightgbm), shapes.calculate_linear_classifier_output_shapes),
+    sklearn = {
+        DecisionTreeRegressor: convert_sklearn_decision_tree_regressor,
+        ExtraTreeRegressor: convert_sklearn_decision_tree_regressor,
+        RandomForestRegressor: convert_forest,
+        ExtraTreesRegressor: convert_forest,
     }
+    convert = sklearn.get(type(estimator))
+    return None if convert is None else (double(convert), calculate_tree_regressor_output_shapes, True)

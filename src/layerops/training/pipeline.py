@@ -268,7 +268,8 @@ def _train_candidate(  # noqa: PLR0913 - to become a context object when issue 1
             estimator.fit(arrays[0], arrays[1])
     model = Pipeline([("preprocess", preprocessor), ("model", estimator)])
     # Score with every core; then serve-friendly: one thread answers a row faster than many.
-    val_outputs = predict_outputs(model, splits.x_val, task)
+    # The tuned model predicted the validation split already (the same preprocessed rows).
+    val_outputs = tuned.val_outputs or predict_outputs(model, splits.x_val, task)
     test_outputs = predict_outputs(model, splits.x_test, task)
     if "n_jobs" in estimator.get_params():
         estimator.set_params(n_jobs=1)

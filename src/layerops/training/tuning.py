@@ -25,13 +25,16 @@ class TuningResult:
     """The best parameters found, every trial's parameters and score, and the best fitted model.
 
     `model` is the best trial's estimator fitted on the whole train split; it is None after
-    cross-validation (each trial fitted folds only), and the caller refits.
+    cross-validation (each trial fitted folds only), and the caller refits. `val_outputs` are
+    that model's predictions (and probabilities) on the validation split, so the caller need
+    not predict them again; None with `model`.
     """
 
     best_params: dict[str, Any]
     best_score: float
     trials: list[tuple[dict[str, Any], float]] = field(default_factory=list)
     model: Any = None
+    val_outputs: tuple[np.ndarray, np.ndarray | None] | None = None
 
 
 def _suggest(trial: optuna.Trial, name: str, value: Any) -> Any:
@@ -66,6 +69,8 @@ class _Objective:
         self.n_classes = _n_classes(data[1], data[3]) if task == "classification" else 0
         self.best_value = math.nan
         self.best_model: Any = None
+        self.best_outputs: tuple[np.ndarray, np.ndarray | None] | None = None
+        self.last_outputs: tuple[np.ndarray, np.ndarray | None] | None = None
 
     def __call__(self, params: dict[str, Any]) -> float:
         x_train, y_train, x_val, y_val = self.data
@@ -85,6 +90,7 @@ class _Objective:
             math.isnan(self.best_value) or better(self.metric, value, self.best_value)
         ):
             self.best_value, self.best_model = value, model
+            self.best_outputs = self.last_outputs
         return value
 
     def _fit_score(
@@ -93,6 +99,7 @@ class _Objective:
         model = make_estimator(self.name, self.task, dict(params), seed=self.seed, jobs=self.jobs)
         model.fit(xf, yf)
         pred, proba = predict_outputs(model, xs, self.task)
+        self.last_outputs = (pred, proba)  # as the model predicts them, before any padding
         if proba is not None and proba.shape[1] != self.n_classes:
             proba = _pad_proba(model, proba, self.n_classes)
         return score(self.task, ys, pred, proba).get(self.metric, math.nan), model
@@ -126,7 +133,7 @@ def tune(  # noqa: PLR0913 - to become a context object when issue 11 reworks th
         recorded.append((params, value))
         if on_trial:
             on_trial(1, value)
-        return TuningResult(params, value, recorded, objective.best_model)
+        return TuningResult(params, value, recorded, objective.best_model, objective.best_outputs)
 
     direction: Literal["minimize", "maximize"] = "minimize" if metric in LOWER_IS_BETTER else "maximize"
     # ERROR, not WARNING: optuna warns with a traceback about a trial that raised, then re-raises it;
@@ -150,7 +157,7 @@ def tune(  # noqa: PLR0913 - to become a context object when issue 11 reworks th
         raise TrainingError(f"candidate {name}: no trial produced a {metric} score")
     best = study.best_trial
     params = {**{k: v for k, v in space.items() if not isinstance(v, dict | list)}, **best.params}
-    return TuningResult(params, float(best.value), recorded, objective.best_model)  # type: ignore[arg-type]
+    return TuningResult(params, float(best.value), recorded, objective.best_model, objective.best_outputs)  # type: ignore[arg-type]
 
 
 def _guard(name: str, work: Callable[[], Any]) -> Any:
