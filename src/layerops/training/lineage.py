@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from layerops.bundle import Lineage
+from layerops.errors import DataError
 from layerops.repository.api import LIBRARIES_TAG
 from layerops.spec import PipelineSpec
 
@@ -83,6 +84,16 @@ def describe_source(spec: PipelineSpec) -> str:
         return spec.resolve_path(spec.data.path)
     assert spec.data.sql is not None
     return f"sql: {spec.data.sql.query} @ {_redact_url(spec.data.sql.url)}"  # never record credentials
+
+
+def check_data(spec: PipelineSpec, data_hash: str, expected: str | None) -> str:
+    """`data_hash`, unless a reproduction `expected` another: then DataError before any training."""
+    if expected is not None and data_hash != expected:
+        raise DataError(
+            f"the data changed: {describe_source(spec)} hashes to {data_hash[:16]}…, the "
+            f"recorded training data to {expected[:16]}…; nothing was trained"
+        )
+    return data_hash
 
 
 def spec_content(spec: PipelineSpec) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
 from layerops.bundle import BundleMetadata, ModelBundle, save_bundle
 from layerops.bundle.profile import build_profile, infer_schema
-from layerops.errors import DataError, TrainingError
+from layerops.errors import TrainingError
 from layerops.repository.api import CandidateRun, ModelRepository, ModelVersion, RunInfo, TrainingRun
 from layerops.spec import PipelineSpec, Task
 from layerops.training import lineage
@@ -163,12 +163,7 @@ def _train(
 ) -> TrainingResult:
     report.stage("loading data")
     raw = training_frame(spec, data)
-    data_hash = dataset_sha256(raw)
-    if expect_sha256 is not None and data_hash != expect_sha256:
-        raise DataError(
-            f"the data changed: {lineage.describe_source(spec)} hashes to {data_hash[:16]}…, the "
-            f"recorded training data to {expect_sha256[:16]}…; nothing was trained"
-        )
+    data_hash = lineage.check_data(spec, dataset_sha256(raw), expect_sha256)
     report.stage(f"loaded {len(raw):,} rows × {raw.shape[1]} columns; validating")
     validate_frame(raw, spec.validation, target=spec.target)
     cleaned, cleaning = clean(raw, spec.cleaning, target=spec.target)
