@@ -35,10 +35,29 @@ def test_a_new_database_is_built_aside_and_linked_whole(tmp_path: Path) -> None:
     assert repository.list_models() == []
 
 
+def test_new_stores_are_copies_of_a_template_built_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    built = tmp_path / "built" / "mlflow.db"
+    built.parent.mkdir()
+    initialise_sqlite(f"sqlite:///{built}")  # builds the template, then copies it
+    (template,) = (tmp_path / "cache" / "layerops").iterdir()
+    assert template.name.endswith("-empty.db") and [p.name for p in built.parent.iterdir()] == ["mlflow.db"]
+    copied = tmp_path / "copied" / "mlflow.db"
+    copied.parent.mkdir()
+    initialise_sqlite(f"sqlite:///{copied}")
+    assert copied.read_bytes() == template.read_bytes()  # a copy, not sixty migrations again
+    repository = open_repository(Settings(home=copied.parent, tracking_uri=f"sqlite:///{copied}"))
+    assert repository.list_models() == []  # MLflow accepts the schema as current
+
+
 @pytest.mark.slow
 def test_a_first_open_killed_during_the_migrations_leaves_a_usable_home(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    env = {**os.environ, "LAYEROPS_LOG_LEVEL": "WARNING"}
+    no_cache = tmp_path / "not-a-folder"  # no template can be cached: the schema is built in place
+    no_cache.write_text("")
+    env = {**os.environ, "LAYEROPS_LOG_LEVEL": "WARNING", "XDG_CACHE_HOME": str(no_cache)}
     # Read commands never create a repository; opening one for writing does (as `train` does).
     opening = (
         "import sys; from layerops.repository.factory import open_repository; "
