@@ -119,3 +119,15 @@ def test_ctrl_c_during_train_exits_130_says_interrupted_and_registers_nothing(
     assert {s.name: s.latest_version for s in repository.list_models()} == before
     with pytest.raises(NotFoundError):
         repository.list_versions("slow")
+
+
+def test_train_into_a_home_that_cannot_be_created_fails_before_training(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("x,y\n1,a\n2,b\n")
+    (tmp_path / "spec.yaml").write_text(
+        "name: t\ndata: {path: data.csv}\ntarget: y\ncandidates: [{name: baseline}]\n"
+    )
+    (tmp_path / "a-file").write_text("")
+    result = layerops("--home", "a-file/home", "train", "spec.yaml", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "cannot create the repository in a-file/home" in result.stderr
+    assert "Traceback" not in result.stderr and "loading data" not in result.stdout + result.stderr

@@ -9,8 +9,12 @@ commands (`models list/show/history`, in `cli.models`) import none of it.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
+import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -79,6 +83,20 @@ def _repository(ctx: typer.Context) -> ModelRepository:
     return open_repository(settings)
 
 
+def _open_aside(ctx: typer.Context) -> ModelRepository:
+    """`_repository` in a background thread that yields the cores to training (Linux: nice 10)."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: normal priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    return _repository(ctx)
+
+
+def _check_writable(home: Path) -> None:
+    """A LayeropsError now, before training, if the embedded store cannot be created in `home`."""
+    existing = next(p for p in (home.resolve(), *home.resolve().parents) if p.exists())
+    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        raise LayeropsError(f"cannot create the repository in {home}: {existing} is not a writable folder")
+
+
 JobsOption = Annotated[
     int | None,
     typer.Option(
@@ -115,12 +133,16 @@ def train(
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerops-open-repository") as pool:
         # Opening the repository (importing MLflow, migrating a new database) takes seconds;
-        # it overlaps with training. An unreachable server fails within the first second.
-        pending = pool.submit(_repository, ctx) if register else None
-        if pending is not None:
+        # it overlaps with training, at a lower priority than the model's threads. A configured
+        # server that is unreachable fails within the first second; the embedded store's folder
+        # is checked for writing at once (waiting would cost every training that second).
+        pending = pool.submit(_open_aside, ctx) if register else None
+        if pending is not None and ctx.obj.tracking_uri:
             wait([pending], timeout=1.0)
             if pending.done():
                 pending.result()
+        elif pending is not None:
+            _check_writable(ctx.obj.home)
         source = pending.result if pending is not None else None
         if quiet:
             result = run_training(spec, source, reporter=SilentReporter(), jobs=jobs)
@@ -261,5 +283,29 @@ INTERRUPTED = 130
 """Exit code of a command stopped by Ctrl-C (128 + SIGINT)."""
 
 
+def command() -> None:
+    """The `layerops` command: `run()`, then leave without the interpreter's teardown.
+
+    Freeing a training's heap object by object (MLflow, SQLAlchemy, pandas, the fitted models)
+    took over a second after the work was done and reported. The exit handlers still run and the
+    streams are flushed; with another thread still running, the process ends the usual way.
+    """
+    try:
+        run()
+        code = 0
+    except SystemExit as exc:
+        if threading.active_count() > 1:
+            raise
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        if isinstance(exc.code, str):
+            err_console.print(exc.code, highlight=False)
+    if threading.active_count() > 1:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    run()
+    command()
