@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,13 +88,18 @@ def train(  # noqa: PLR0913 - keyword-only options of a public function
     version; `register=False` is a dry run that registers nothing. `jobs` bounds the threads
     every model trains on (default: the cores this process may run on).
     """
+    from layerops.repository.factory import OpenInBackground
     from layerops.training.pipeline import train as run_training
 
     pipeline = as_spec(spec)
     if data is not None and pipeline.data is not None:
         pipeline = pipeline.model_copy(update={"data": None})
-    repository = _context.repository(home, tracking_uri) if register else None
-    result = run_training(pipeline, repository, reporter=reporter, data=data, jobs=jobs)
+    # Opened in the background while the models fit (see OpenInBackground).
+    opener = (
+        OpenInBackground(functools.partial(_context.repository, home, tracking_uri)) if register else None
+    )
+    result = run_training(pipeline, opener, reporter=reporter, data=data, jobs=jobs)
+    repository = opener() if opener is not None else None
     if alias is not None and repository is not None and result.version is not None:
         repository.set_alias(pipeline.name, alias, result.version.version, reason="set by layerops.train")
         result.version = repository.get_version(pipeline.name, result.version.version)

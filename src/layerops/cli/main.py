@@ -10,12 +10,11 @@ commands (`models list/show/history`, in `cli.models`) import none of it.
 from __future__ import annotations
 
 import atexit
-import contextlib
+import functools
 import logging
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -83,20 +82,6 @@ def _repository(ctx: typer.Context) -> ModelRepository:
     return open_repository(settings)
 
 
-def _open_aside(ctx: typer.Context) -> ModelRepository:
-    """`_repository` in a background thread that yields the cores to training (Linux: nice 10)."""
-    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: normal priority
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    return _repository(ctx)
-
-
-def _check_writable(home: Path) -> None:
-    """A LayeropsError now, before training, if the embedded store cannot be created in `home`."""
-    existing = next(p for p in (home.resolve(), *home.resolve().parents) if p.exists())
-    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
-        raise LayeropsError(f"cannot create the repository in {home}: {existing} is not a writable folder")
-
-
 JobsOption = Annotated[
     int | None,
     typer.Option(
@@ -128,28 +113,24 @@ def train(
 
     spec = load_spec(spec_file)  # refuse a bad spec before importing the ML stack (seconds)
     from layerops.cli.progress import RichReporter, leaderboard_table
+    from layerops.repository.factory import OpenInBackground, prepare_folders
     from layerops.training.pipeline import SilentReporter, leaderboard_csv
     from layerops.training.pipeline import train as run_training
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerops-open-repository") as pool:
-        # Opening the repository (importing MLflow, migrating a new database) takes seconds;
-        # it overlaps with training, at a lower priority than the model's threads. A configured
-        # server that is unreachable fails within the first second; the embedded store's folder
-        # is checked for writing at once (waiting would cost every training that second).
-        pending = pool.submit(_open_aside, ctx) if register else None
-        if pending is not None and ctx.obj.tracking_uri:
-            wait([pending], timeout=1.0)
-            if pending.done():
-                pending.result()
-        elif pending is not None:
-            _check_writable(ctx.obj.home)
-        source = pending.result if pending is not None else None
-        if quiet:
-            result = run_training(spec, source, reporter=SilentReporter(), jobs=jobs)
-        else:
-            with RichReporter(console) as reporter:
-                result = run_training(spec, source, reporter=reporter, jobs=jobs)
-        repository = pending.result() if pending is not None else None
+    # Opening the repository (importing MLflow, creating a store) takes seconds: it overlaps with
+    # the fits. The embedded store's folders are made now, so a bad home fails before training;
+    # a configured server that is unreachable fails within the first second.
+    opener = OpenInBackground(functools.partial(_repository, ctx)) if register else None
+    if opener is not None and ctx.obj.tracking_uri:
+        opener.check(1.0)
+    elif opener is not None:
+        prepare_folders(ctx.obj)
+    if quiet:
+        result = run_training(spec, opener, reporter=SilentReporter(), jobs=jobs)
+    else:
+        with RichReporter(console) as reporter:
+            result = run_training(spec, opener, reporter=reporter, jobs=jobs)
+    repository = opener() if opener is not None else None
     console.print(leaderboard_table(result))
     settings: Settings = ctx.obj
     board = settings.home / "leaderboards" / f"{spec.name}.csv"

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from layerops.errors import NotFoundError, RepositoryError
@@ -26,26 +31,75 @@ def open_repository(settings: Settings, *, create: bool = True) -> ModelReposito
 
 def _mlflow_repository(settings: Settings, *, create: bool) -> MlflowRepository:
     tracking_uri = settings.resolved_tracking_uri()
-    database = sqlite_file(tracking_uri)
     if not create:
         _require_database(settings, tracking_uri)
+    prepare_folders(settings)
     from layerops.repository.mlflow_repo import MlflowRepository  # mlflow takes seconds to import
 
-    try:
-        if not settings.tracking_uri:
-            settings.home.mkdir(parents=True, exist_ok=True)
-        if database is not None:
-            database.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # e.g. a parent that is a file, or no permission
-        raise RepositoryError(
-            f"cannot open the MLflow repository at {tracking_uri}: {type(exc).__name__}: {exc.strerror}"
-        ) from None
     return MlflowRepository(
         tracking_uri,
         registry_uri=settings.registry_uri,
         artifact_root=settings.resolved_artifact_root(),
         cache_dir=settings.home.resolve() / "cache" / "bundles",
     )
+
+
+def prepare_folders(settings: Settings) -> None:
+    """Create the home and sqlite folders a repository needs (milliseconds, no MLflow import);
+    a `RepositoryError` says what is wrong, e.g. a parent that is a file, or no permission."""
+    tracking_uri = settings.resolved_tracking_uri()
+    database = sqlite_file(tracking_uri)
+    try:
+        if not settings.tracking_uri:
+            settings.home.mkdir(parents=True, exist_ok=True)
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RepositoryError(
+            f"cannot open the MLflow repository at {tracking_uri}: {type(exc).__name__}: {exc.strerror}"
+        ) from None
+
+
+class OpenInBackground:
+    """A repository opened in a background thread: importing MLflow and opening (or creating) a
+    store take seconds that training can overlap. `start()` begins (at a lower priority than the
+    training's threads, on Linux); calling the object waits for the repository or raises its error.
+
+    The training runner starts it when the models start fitting: their threads release the GIL,
+    while the data preparation before is Python that a concurrent import of MLflow slowed by
+    seconds.
+    """
+
+    def __init__(self, opener: Callable[[], ModelRepository]) -> None:
+        self._opener = opener
+        self._future: Future[ModelRepository] = Future()
+        self._thread = threading.Thread(target=self._open, name="layerops-open-repository")
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Begin opening (once; later calls do nothing)."""
+        with self._lock:
+            if self._thread.ident is None:
+                self._thread.start()
+
+    def check(self, seconds: float) -> None:
+        """Start, and raise the opening's error if it fails within `seconds`."""
+        self.start()
+        self._thread.join(seconds)
+        if self._future.done():
+            self._future.result()
+
+    def __call__(self) -> ModelRepository:
+        self.start()
+        return self._future.result()
+
+    def _open(self) -> None:
+        with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        try:
+            self._future.set_result(self._opener())
+        except BaseException as exc:  # handed to the caller, raised where it waits
+            self._future.set_exception(exc)
 
 
 def open_reader(settings: Settings) -> RegistryReader:

@@ -188,6 +188,7 @@ def _train(
         np.asarray(preprocessor.transform(splits.x_val), dtype=np.float64),
         splits.y_val,
     )
+    getattr(repository, "start", lambda: None)()  # a background open (OpenInBackground) begins now
     outcomes = [
         _train_candidate(
             candidate.name, spec, task, metric, preprocessor, arrays, splits, report, candidate.trials, jobs
