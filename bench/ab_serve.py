@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import serve as serve_bench
 from serve import (  # bench/ is this script's path
     API_KEY,
     BIN,
@@ -98,6 +99,11 @@ def main() -> None:
     parser.add_argument("--start-timeout", type=float, default=180.0)
     parser.add_argument("--retries", type=int, default=2, help="re-runs of a run disturbed by other work")
     parser.add_argument("--quiet-wait", type=float, default=20.0)
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="server on CPU 0, wrk on CPU 1 (taskset): less spread between rounds",
+    )
     args = parser.parse_args()
     before_bin = args.before.resolve() / ".venv" / "bin" / "layerops"
     if not before_bin.exists():
@@ -113,10 +119,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="layerops-bench-ab-"))
     bodies = write_bodies(work, models["data"])
 
+    pin_server = ["taskset", "-c", "0"] if args.pin else []
+    if args.pin:
+        serve_bench.WRK_PREFIX[:] = ["taskset", "-c", "1"]
+
     def target(layerops: Path) -> Target:
         argv = [
-            str(layerops), "--home", str(args.home), "serve", "--model", f"{ref['name']}@production",
-            "--port", "{port}", "--workers", "1",
+            *pin_server, str(layerops), "--home", str(args.home), "serve",
+            "--model", f"{ref['name']}@production", "--port", "{port}", "--workers", "1",
         ]  # fmt: skip
         return Target(
             "layerops", argv, {**env, "LAYEROPS_API_KEYS": API_KEY}, f"/models/{ref['name']}/predict",

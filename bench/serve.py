@@ -372,6 +372,10 @@ def tree_memory(process: psutil.Process) -> tuple[float, float]:
 # -- load ----------------------------------------------------------------------------------------
 
 
+WRK_PREFIX: list[str] = []
+"""Prepended to wrk's command line (e.g. `taskset -c 1`: `ab_serve.py --pin`)."""
+
+
 def wrk(
     port: int,
     target: Target,
@@ -386,7 +390,7 @@ def wrk(
     script = work / f"{body.stem}.lua"
     script.write_text(WRK_SCRIPT.format(headers=headers, body=body))
     argv = [
-        "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "--latency",
+        *WRK_PREFIX, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "--latency",
         "-s", str(script), f"http://{HOST}:{port}{target.path}",
     ]  # fmt: skip
     before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
