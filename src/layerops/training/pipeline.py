@@ -203,8 +203,8 @@ def _train(
     result = TrainingResult(spec.name, task, metric, outcomes, bundle, cleaning)
     if repository is None:
         return result
-    if not isinstance(repository, ModelRepository):
-        repository = repository()
+    repository = repository if isinstance(repository, ModelRepository) else repository()
+    tags = lineage.tags(bundle.metadata.lineage, spec)  # the run's and the version's
     report.stage("logging runs and registering the winner")
     with tempfile.TemporaryDirectory(prefix="layerops-bundle-") as tmp:
         folder = Path(tmp) / "bundle"
@@ -212,7 +212,7 @@ def _train(
         run_record = TrainingRun(
             pipeline=spec.name,
             params=_run_params(spec, task, metric),
-            tags=lineage.tags(bundle.metadata.lineage, spec),
+            tags=tags,
             candidates=[
                 CandidateRun(o.name, dict(o.params), o.flat_metrics(), o.resources, o.trials)
                 for o in outcomes
@@ -221,9 +221,7 @@ def _train(
             leaderboard_csv=leaderboard_csv(result),
         )
         result.run = repository.log_training(run_record, folder)
-    result.version = repository.register(
-        spec.name, result.run, tags=lineage.tags(bundle.metadata.lineage, spec), description=spec.description
-    )
+    result.version = repository.register(spec.name, result.run, tags=tags, description=spec.description)
     report.stage(f"registered {spec.name} version {result.version.version}")
     return result
 
