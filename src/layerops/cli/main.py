@@ -10,11 +10,13 @@ commands (`models list/show/history`, in `cli.models`) import none of it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import logging
 import os
 import sys
 import threading
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,6 +31,7 @@ from layerops.training.cores import available_cores
 if TYPE_CHECKING:
     from layerops.repository.api import ModelRepository
     from layerops.settings import Settings
+    from layerops.training.pipeline import Reporter
 
 app = typer.Typer(
     help="layerops: from a tabular data file to a registered, reproducible model.",
@@ -82,6 +85,14 @@ def _repository(ctx: typer.Context) -> ModelRepository:
     return open_repository(settings)
 
 
+def _progress(quiet: bool) -> AbstractContextManager[Reporter]:
+    """Progress bars on the console, or nothing with --quiet (imports the training stack)."""
+    from layerops.cli.progress import RichReporter
+    from layerops.training.pipeline import SilentReporter
+
+    return contextlib.nullcontext(SilentReporter()) if quiet else RichReporter(console)
+
+
 JobsOption = Annotated[
     int | None,
     typer.Option(
@@ -112,9 +123,9 @@ def train(
     from layerops.spec import load_spec
 
     spec = load_spec(spec_file)  # refuse a bad spec before importing the ML stack (seconds)
-    from layerops.cli.progress import RichReporter, leaderboard_table
+    from layerops.cli.progress import leaderboard_table
     from layerops.repository.factory import OpenInBackground, prepare_folders
-    from layerops.training.pipeline import SilentReporter, leaderboard_csv
+    from layerops.training.pipeline import leaderboard_csv
     from layerops.training.pipeline import train as run_training
 
     # Opening the repository (importing MLflow, creating a store) takes seconds: it overlaps with
@@ -125,11 +136,8 @@ def train(
         opener.check(1.0)
     elif opener is not None:
         prepare_folders(ctx.obj)
-    if quiet:
-        result = run_training(spec, opener, reporter=SilentReporter(), jobs=jobs)
-    else:
-        with RichReporter(console) as reporter:
-            result = run_training(spec, opener, reporter=reporter, jobs=jobs)
+    with _progress(quiet) as reporter:
+        result = run_training(spec, opener, reporter=reporter, jobs=jobs)
     repository = opener() if opener is not None else None
     console.print(leaderboard_table(result))
     settings: Settings = ctx.obj
@@ -180,17 +188,12 @@ def retrain(
     if (version is None) == (alias is None):
         raise typer.BadParameter("give exactly one of --version and --alias", param_hint="'--version'")
     from layerops.api.reproduce import reproduce as rebuild
-    from layerops.cli.progress import RichReporter
-    from layerops.training.pipeline import SilentReporter
 
     settings: Settings = ctx.obj
     ref = f"{name}@{version if version is not None else alias}"
     options: dict[str, Any] = {"home": settings.home, "tracking_uri": settings.tracking_uri, "jobs": jobs}
-    if quiet:
-        result = rebuild(ref, reporter=SilentReporter(), **options)
-    else:
-        with RichReporter(console) as reporter:
-            result = rebuild(ref, reporter=reporter, **options)
+    with _progress(quiet) as reporter:
+        result = rebuild(ref, reporter=reporter, **options)
     console.print(
         f"reproduced {ref} as [bold]{result.name}[/bold] version {result.version} "
         f"({result.winner}; data and seed as recorded)"
@@ -275,8 +278,6 @@ def command() -> None:
         run()
         code = 0
     except SystemExit as exc:
-        if threading.active_count() > 1:
-            raise
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
         if isinstance(exc.code, str):
             err_console.print(exc.code, highlight=False)
