@@ -12,15 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from layerops.repository._sqlite_init import initialise_sqlite, sqlite_path
+from layerops.repository._registry_tables import sqlite_file
+from layerops.repository._sqlite_init import initialise_sqlite
 from layerops.repository.factory import open_repository
 from layerops.settings import Settings
 
 
-def test_sqlite_path() -> None:
-    assert sqlite_path("sqlite:////tmp/x/mlflow.db") == Path("/tmp/x/mlflow.db")
-    assert sqlite_path("sqlite:///:memory:") is None
-    assert sqlite_path("postgresql://h/db") is None
+def test_sqlite_file() -> None:
+    assert sqlite_file("sqlite:////tmp/x/mlflow.db") == Path("/tmp/x/mlflow.db")
+    assert sqlite_file("sqlite:///:memory:") is None
+    assert sqlite_file("postgresql://h/db") is None
+    assert sqlite_file("sqlite:////tmp/a%20b/mlflow.db?mode=ro") == Path(
+        "/tmp/a b/mlflow.db"
+    )  # as SQLAlchemy
 
 
 def test_a_new_database_is_built_aside_and_linked_whole(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 from layerops.errors import NotFoundError, RepositoryError
 from layerops.repository import _history
@@ -29,10 +30,14 @@ _DELETED_STAGE = "Deleted_Internal"
 
 
 def sqlite_file(uri: str) -> Path | None:
-    """The database file of a `sqlite:///` URI (None for other URIs and in-memory databases)."""
+    """The database file of a `sqlite:///` URI (None for other URIs and in-memory databases).
+
+    The file SQLAlchemy (so MLflow) opens: the query is dropped and percent-escapes decoded, as
+    its `make_url` does, without importing it.
+    """
     if not uri.startswith("sqlite:///"):
         return None
-    database = uri[len("sqlite:///") :].split("?", 1)[0]
+    database = unquote(uri[len("sqlite:///") :].split("?", 1)[0])
     return Path(database) if database and database != ":memory:" else None
 
 

@@ -25,22 +25,14 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow import __version__ as mlflow_version
 from mlflow.exceptions import MlflowException
-from sqlalchemy.engine import make_url
 
 from layerops.errors import RepositoryUnavailableError
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a `sqlite:` URI (None for other URIs and in-memory databases)."""
-    if not uri.startswith("sqlite:"):
-        return None
-    database = make_url(uri).database
-    return Path(database) if database and database != ":memory:" else None
+from layerops.repository._registry_tables import sqlite_file
 
 
 def initialise_sqlite(uri: str) -> None:
     """Create the sqlite database of `uri` with MLflow's full schema, atomically, if it is missing."""
-    path = sqlite_path(uri)
+    path = sqlite_file(uri)
     if path is None or path.exists():
         return
     template = _schema_template()
