@@ -65,7 +65,9 @@ def test_train_register_load_predict(
     assert meta.classes == ["setosa", "versicolor", "virginica"]
     assert meta.feature_names() == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     assert meta.lineage.seed == 11 and "scikit-learn" in meta.lineage.libraries
-    assert set(meta.metrics) == {"validation", "test"} and meta.latency["single_row_p50_ms"] > 0
+    # iris is small: cross-validated, so the validation metrics come with their spread over folds
+    assert set(meta.metrics) == {"validation", "validation_std", "test", "selection_test"}
+    assert meta.latency["single_row_p50_ms"] > 0 and meta.lineage.fit_splits == ["train", "validation"]
     assert meta.reference_profile and len(meta.reference_rows) == 5
 
     rows = prepare_features(iris_frame.drop(columns=["species"]))

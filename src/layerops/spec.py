@@ -22,6 +22,8 @@ Task = Literal["classification", "regression"]
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "roc_auc", "log_loss")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+AUTO_CV_FOLDS = 5
+"""k of the cross-validation `tuning.cv_folds: null` chooses for a small training split."""
 
 
 class _Strict(BaseModel):
@@ -133,9 +135,17 @@ class TuningSpec(_Strict):
     """The hyperparameter search budget per candidate (Optuna, seeded TPE)."""
 
     trials: int = Field(default=10, gt=0)
+    """Trials per candidate, the library's defaults first (see `defaults_first`)."""
     timeout_seconds: float | None = Field(default=None, gt=0)
-    cv_folds: int = Field(default=0, ge=0)
-    """0 scores trials on the validation split; k >= 2 uses k-fold CV on train."""
+    cv_folds: int | None = Field(default=None, ge=0)
+    """None: k-fold CV when the training split has fewer than `cv_max_rows` rows, else the
+    validation split; 0: always the validation split; k >= 2: always k-fold CV."""
+    cv_repeats: int = Field(default=2, gt=0)
+    """How many times the k folds are drawn again (repeated, stratified for classification)."""
+    cv_max_rows: int = Field(default=2000, ge=0)
+    """With `cv_folds: null`, cross-validate when the training split is smaller than this."""
+    defaults_first: bool = True
+    """The first trial of every candidate is the library's default parameters."""
 
     @model_validator(mode="after")
     def _folds(self) -> TuningSpec:
@@ -143,12 +153,23 @@ class TuningSpec(_Strict):
             raise ValueError("cv_folds must be 0 (validation split) or at least 2")
         return self
 
+    def folds_for(self, train_rows: int) -> int:
+        """The k of k-fold CV for a training split of `train_rows` rows; 0 for the validation split."""
+        if self.cv_folds is None:
+            return AUTO_CV_FOLDS if train_rows < self.cv_max_rows else 0
+        return self.cv_folds
+
 
 class SelectionSpec(_Strict):
-    """How the winner is chosen: by a metric on the validation split."""
+    """How the winner is chosen (a metric on the validation split or the CV folds) and refitted."""
 
     metric: str | None = None
-    """Default: f1_macro (classification) or rmse (regression)."""
+    """Default: f1_macro (classification) or rmse (regression). Ties are broken by a second
+    metric (log_loss; for regression rmse, or mae when ranking by rmse), then single-row
+    latency, then model size."""
+    refit_all: bool = False
+    """The winner is refitted on train + validation; true adds the test split too (its test
+    metric is then the selected model's, fitted without the test rows)."""
 
 
 class PipelineSpec(_Strict):

@@ -105,9 +105,13 @@ def test_models_show_prints_lineage_metrics_latency_and_environment_uncut(regist
     assert ["git", "dirty", "false"] in [line.split() for line in lines]
     details = mlflow.version_details("iris", 2)
     assert details.metrics["validation"] and details.metrics["test"] and details.latency
-    for metric, value in details.metrics["test"].items():
+    # the columns: validation (mean over CV folds), its spread, the final model's test, the selected one's
+    columns = ("validation", "validation std", "test", "selected test")
+    assert all(details.metrics[split] for split in columns)
+    assert ["validation", "validation", "std", "test", "selected", "test"] in [line.split() for line in lines]
+    for metric in details.metrics["test"]:
         row = next(line for line in lines if line.split()[:1] == [metric])
-        assert row.split()[1:] == [f"{details.metrics['validation'][metric]:.4g}", f"{value:.4g}"]
+        assert row.split()[1:] == [f"{details.metrics[split][metric]:.4g}" for split in columns]
     assert any(line.split()[:1] == ["single_row_p50_ms"] for line in lines)
     assert any(line.split() == ["scikit-learn", details.libraries["scikit-learn"]] for line in lines)
     for heading in ("lineage", "metrics", "latency", "environment"):

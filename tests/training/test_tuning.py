@@ -11,7 +11,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from layerops.spec import CandidateSpec
 from layerops.training.candidates import is_fixed, make_estimator, search_space
 from layerops.training.evaluation import ResourceMonitor, better, score, sort_key
-from layerops.training.tuning import tune
+from layerops.training.tuning import Search, tune
 
 
 def _iris_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -39,23 +39,15 @@ def test_tuning_is_seeded_and_records_every_trial() -> None:
         "classification",
         space,
         _iris_arrays(),
-        metric="f1_macro",
-        trials=6,
-        timeout=None,
-        cv_folds=0,
-        seed=5,
-        on_trial=lambda number, value: seen.append(number),
+        Search(metric="f1_macro", trials=6, folds=0, seed=5),
+        lambda number, value: seen.append(number),
     )
     second = tune(
         "decision_tree",
         "classification",
         space,
         _iris_arrays(),
-        metric="f1_macro",
-        trials=6,
-        timeout=None,
-        cv_folds=0,
-        seed=5,
+        Search(metric="f1_macro", trials=6, folds=0, seed=5),
     )
     assert seen == [1, 2, 3, 4, 5, 6]
     assert first.trials == second.trials
@@ -71,11 +63,7 @@ def test_tuning_minimises_lower_is_better_metrics() -> None:
         "regression",
         search_space(CandidateSpec(name="linear"), "regression"),
         data,
-        metric="rmse",
-        trials=5,
-        timeout=None,
-        cv_folds=3,
-        seed=0,
+        Search(metric="rmse", trials=5, folds=3, seed=0),
     )
     assert result.best_score == min(value for _, value in result.trials)
     assert result.model is None and result.val_outputs is None  # folds only: the caller refits
@@ -89,11 +77,7 @@ def test_tuning_hands_over_the_best_models_validation_outputs() -> None:
         "classification",
         space,
         data,
-        metric="accuracy",
-        trials=4,
-        timeout=None,
-        cv_folds=0,
-        seed=1,
+        Search(metric="accuracy", trials=4, folds=0, seed=1),
     )
     assert result.model is not None and result.val_outputs is not None
     pred, proba = result.val_outputs

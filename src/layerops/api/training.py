@@ -43,11 +43,12 @@ class TrainResult:
     winner: str
     """The winning candidate."""
     metric: str
-    """The selection metric (validation split)."""
+    """The selection metric (on the validation split, or the mean over CV folds)."""
     leaderboard: pd.DataFrame = field(repr=False)
-    """One row per candidate, best first: validation/test metrics, latency, training time."""
+    """One row per candidate, best first: validation (and `cv_std_*`) and test metrics, latency,
+    training time, and `tie_break` (what ranked it when its selection metric tied)."""
     bundle: ModelBundle = field(repr=False)
-    """The winner's bundle (model, ONNX export, metadata)."""
+    """The final model's bundle: the winner refitted on train + validation (model, ONNX, metadata)."""
     registered: ModelVersion | None = None
     """The registered version (None for `register=False`)."""
     details: TrainingResult | None = field(default=None, repr=False)
@@ -80,18 +81,24 @@ def train(  # noqa: PLR0913 - keyword-only options of a public function
     tracking_uri: str | None = None,
     reporter: Reporter | None = None,
     jobs: int | None = None,
+    refit_all: bool | None = None,
 ) -> TrainResult:
     """Train every candidate of `spec`, rank them, register the winner as a new version.
 
     `data` replaces the spec's data source (the spec may then omit `data:`; the lineage records
     the DataFrame's content hash). `alias` points an alias (e.g. `"production"`) at the new
     version; `register=False` is a dry run that registers nothing. `jobs` bounds the threads
-    every model trains on (default: the cores this process may run on).
+    every model trains on (default: the cores this process may run on). `refit_all=True` refits
+    the winner on the test split too (default: the spec's `selection.refit_all`, else train +
+    validation only).
     """
     from layerops.repository.factory import OpenInBackground
     from layerops.training.pipeline import train as run_training
 
     pipeline = as_spec(spec)
+    if refit_all is not None:
+        selection = pipeline.selection.model_copy(update={"refit_all": refit_all})
+        pipeline = pipeline.model_copy(update={"selection": selection})
     if data is not None and pipeline.data is not None:
         pipeline = pipeline.model_copy(update={"data": None})
     # Opened in the background while the models fit (see OpenInBackground).

@@ -59,6 +59,9 @@ class Lineage(_Frozen):
     python: str = ""
     platform: str = ""
     """`platform.platform()` of the training machine."""
+    fit_splits: list[str] = Field(default_factory=list)
+    """The splits the model was fitted on: `train`, `validation`, and `test` with `refit_all`
+    (empty for models trained before refitting existed: those saw the train split only)."""
 
 
 class BundleMetadata(_Frozen):

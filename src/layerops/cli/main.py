@@ -118,12 +118,23 @@ def train(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     jobs: JobsOption = None,
+    refit_all: Annotated[
+        bool,
+        typer.Option(
+            "--refit-all",
+            help="Refit the winner on train + validation + test (default: train + validation; the "
+            "test split stays held out). Recorded in the lineage; the test metric is then the "
+            "selected model's.",
+        ),
+    ] = False,
 ) -> None:
-    """Train every candidate of SPEC_FILE, rank them, and register the winner as a new version."""
+    """Train every candidate of SPEC_FILE, rank them, refit the winner and register it as a new version."""
     from layerops.spec import load_spec
 
     spec = load_spec(spec_file)  # refuse a bad spec before importing the ML stack (seconds)
-    from layerops.cli.progress import leaderboard_table
+    if refit_all:
+        spec = spec.model_copy(update={"selection": spec.selection.model_copy(update={"refit_all": True})})
+    from layerops.cli.progress import final_model_line, leaderboard_table
     from layerops.repository.factory import OpenInBackground, prepare_folders
     from layerops.training.pipeline import leaderboard_csv
     from layerops.training.pipeline import train as run_training
@@ -140,6 +151,7 @@ def train(
         result = run_training(spec, opener, reporter=reporter, jobs=jobs)
     repository = opener() if opener is not None else None
     console.print(leaderboard_table(result))
+    console.print(final_model_line(result))
     settings: Settings = ctx.obj
     board = settings.home / "leaderboards" / f"{spec.name}.csv"
     board.parent.mkdir(parents=True, exist_ok=True)

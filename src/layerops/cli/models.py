@@ -93,13 +93,14 @@ def show_lines(details: VersionDetails) -> list[str]:
         lineage["git commit"] = lineage["git commit"].removesuffix("+dirty")
     lines += _section("lineage", lineage or {"recorded": "none (not registered by layerops train)"})
     lines.append("metrics")
-    splits = [split for split in ("validation", "test") if details.metrics.get(split)]
+    order = ("validation", "validation std", "test", "selected test")
+    splits = [split for split in order if details.metrics.get(split)]
     names = sorted({metric for split in splits for metric in details.metrics[split]})
     if names:
         width = max(len(metric) for metric in names)
-        lines.append(f"  {'':<{width}}  " + "  ".join(f"{split:>10}" for split in splits))
+        lines.append(f"  {'':<{width}}  " + "  ".join(f"{split:>14}" for split in splits))
         for metric in names:
-            cells = "  ".join(f"{_number(details.metrics[split].get(metric)):>10}" for split in splits)
+            cells = "  ".join(f"{_number(details.metrics[split].get(metric)):>14}" for split in splits)
             lines.append(f"  {metric:<{width}}  {cells}")
     else:
         lines.append("  none recorded")

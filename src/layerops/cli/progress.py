@@ -55,30 +55,70 @@ class RichReporter:
         self._progress.update(task, completed=total, best="done")
 
 
-_SHORT = {"accuracy": "acc", "f1_macro": "f1", "roc_auc": "auc", "log_loss": "loss"}
+_SHORT = {
+    "accuracy": "acc",
+    "f1_macro": "f1",
+    "roc_auc": "auc",
+    "log_loss": "loss",
+    "single-row latency": "latency",
+    "model size": "size",
+    "spec order": "order",
+}
 
 
 def leaderboard_table(result: TrainingResult) -> Table:
-    """The ranked candidates with quality, latency and resource figures (fits 80 columns)."""
-    classification = result.task == "classification"
-    quality = ["accuracy", "f1_macro", "roc_auc", "log_loss"] if classification else ["rmse", "mae", "r2"]
-    table = Table(title=f"{result.name}: ranked by validation {result.metric}", caption="★ winner")
+    """The ranked candidates with quality, latency and resource figures (fits 80 columns).
+
+    Every metric is in the saved CSV; the table shows the selection metric (± its spread over
+    the CV folds), the tie-breaking metric, the test metric, time, latency and memory, and what
+    broke a tie.
+    """
+    from layerops.training.selection import secondary_metric
+
+    second = secondary_metric(result.metric, result.task)
+    short = _SHORT.get(result.metric, result.metric)
+    scored_on = f"{result.folds}-fold CV, mean ± sd" if result.folds else "validation split"
+    table = Table(
+        title=f"{result.name}: ranked by {result.metric} ({scored_on})",
+        caption="★ winner · test: as selected, fitted without the test rows · tie: what broke a tie",
+    )
     table.add_column("candidate", no_wrap=True)
-    for metric in quality:
-        table.add_column(f"val {_SHORT.get(metric, metric)}", justify="right")
-    table.add_column(f"test {_SHORT.get(result.metric, result.metric)}", justify="right")
+    table.add_column(f"val {short}", justify="right", no_wrap=True)
+    if second:
+        table.add_column(f"val {_SHORT.get(second, second)}", justify="right")
+    table.add_column(f"test {short}", justify="right")
     table.add_column("fit s", justify="right")
     table.add_column("row ms", justify="right")
     table.add_column("MB", justify="right")
+    table.add_column("tie")
     for rank, outcome in enumerate(result.leaderboard, start=1):
         cells = [("★ " if rank == 1 else "") + outcome.name]
-        cells += [_fmt(outcome.validation.get(m)) for m in quality]
+        spread = outcome.validation_std.get(result.metric)
+        cells.append(
+            _fmt(outcome.validation.get(result.metric)) + (f" ±{spread:.3f}" if spread is not None else "")
+        )
+        if second:
+            cells.append(_fmt(outcome.validation.get(second)))
         cells.append(_fmt(outcome.test.get(result.metric)))
         cells.append(f"{outcome.resources.get('wall_seconds', 0.0):.2f}")
         cells.append(f"{outcome.latency['single_row_p50_ms']:.2f}")
         cells.append(f"{outcome.resources.get('peak_rss_mb', 0.0):.0f}")
+        cells.append(_SHORT.get(outcome.tie_break, outcome.tie_break))
         table.add_row(*cells)
     return table
+
+
+def final_model_line(result: TrainingResult) -> str:
+    """What the registered model was fitted on and how it scored on the test split."""
+    final, metric = result.final, result.metric
+    short = _SHORT.get(metric, metric)
+    fitted = " + ".join(final.fit_splits)
+    test = f"test {short} {_fmt(final.test.get(metric))}"
+    if final.test_scored == "final":
+        scored = f"{test} (as selected {_fmt(result.winner.test.get(metric))})"
+    else:
+        scored = f"{test}, the selected model's: the final one saw the test rows"
+    return f"final model: {result.winner.name} refitted on {fitted} ({final.fit_rows:,} rows); {scored}"
 
 
 def _fmt(value: float | None) -> str:

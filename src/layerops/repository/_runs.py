@@ -70,7 +70,7 @@ class RunLog:
                     child = self._client.create_run(experiment_id, tags=child_tags, run_name=candidate.name)
                     started.append(child.info.run_id)
                     self._log_candidate(child.info.run_id, candidate)
-                self._client.log_batch(parent_id, metrics=_metrics(winner.metrics))
+                self._client.log_batch(parent_id, metrics=_metrics(run.metrics or winner.metrics))
                 self._client.log_text(parent_id, run.leaderboard_csv, "leaderboard.csv")
                 layout = self._log_model(parent_id, bundle.metadata, bundle_dir)
                 if layout is not None:

@@ -45,6 +45,8 @@ class TrainingRun:
     """Name of the winning candidate."""
     leaderboard_csv: str = ""
     """The leaderboard as CSV text, stored as an artifact."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The registered model's metrics, logged on the pipeline run (default: the winner's)."""
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,22 @@ LINEAGE_TAGS = {
     "seed": "layerops.seed",
     "python": "layerops.python",
     "platform": "layerops.platform",
+    "fitted on": "layerops.fit_splits",
 }
 """Lineage shown for a version → the version tag training records it in."""
+FIT_SPLITS_TAG = "layerops.fit_splits"
+"""Version tag: the splits the registered model was fitted on, e.g. `train+validation`."""
 LIBRARIES_TAG = "layerops.libraries"
 """Version tag: the library versions the model was trained with, as a JSON object."""
+
+
+_METRIC_PREFIXES = {
+    "val_": "validation",
+    "cv_std_": "validation std",
+    "selected_test_": "selected test",
+    "test_": "test",
+}
+"""Run metric name prefix → the split `VersionDetails.metrics` files it under."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +107,8 @@ class VersionDetails:
 
     version: ModelVersion
     metrics: dict[str, dict[str, float]]
-    """`validation` and `test` → metric → value, as logged on the version's run."""
+    """`validation`, `test` (the registered model's), and where recorded `validation std` (over
+    CV folds) and `selected test` (the selected model's, before the refit) → metric → value."""
     latency: dict[str, float]
     """Prediction latency measured at training (`single_row_p50_ms`, `batch_p99_ms`...)."""
     lineage: dict[str, str]
@@ -108,9 +123,9 @@ class VersionDetails:
         metrics: dict[str, dict[str, float]] = {"validation": {}, "test": {}}
         latency: dict[str, float] = {}
         for key, value in sorted(run_metrics.items()):
-            split, _, metric = key.partition("_")
-            if split in {"val", "test"} and metric:
-                metrics["validation" if split == "val" else "test"][metric] = value
+            prefix = next((p for p in _METRIC_PREFIXES if key.startswith(p)), None)
+            if prefix is not None and len(key) > len(prefix):
+                metrics.setdefault(_METRIC_PREFIXES[prefix], {})[key.removeprefix(prefix)] = value
             elif key.endswith("_ms") or key.startswith("batch_"):
                 latency[key] = value
         lineage = {label: version.tags[tag] for label, tag in LINEAGE_TAGS.items() if tag in version.tags}

@@ -65,6 +65,19 @@ def is_fixed(space: Space) -> bool:
     return not any(isinstance(v, dict | list) for v in space.values())
 
 
+SMALL_FIT_CELLS = 200_000
+"""Below this many training cells (rows × columns) a boosting model fits on one thread: its
+OpenMP barriers cost more than the work they split, and on a busy core they stall (digits,
+1,100 × 64: XGBoost 0.25 s on one thread, 1.8 s on two sharing a core with another process)."""
+
+
+def threads_for(name: str, shape: tuple[int, ...], jobs: int | None) -> int | None:
+    """The threads candidate `name` fits a `shape` training array with (None: `available_cores()`)."""
+    if name in {"xgboost", "lightgbm"} and len(shape) == 2 and shape[0] * shape[1] < SMALL_FIT_CELLS:
+        return 1
+    return jobs
+
+
 def make_estimator(
     name: str, task: Task, params: dict[str, Any], *, seed: int, jobs: int | None = None
 ) -> Any:
@@ -102,3 +115,41 @@ def make_estimator(
         cls_lgbm = LGBMClassifier if classify else LGBMRegressor
         return cls_lgbm(random_state=seed, verbose=-1, deterministic=True, force_row_wise=True, **params)
     raise ValueError(f"unknown candidate {name!r}")  # the spec refuses unknown names first
+
+
+def default_trial(candidate: CandidateSpec, task: Task, space: Space) -> tuple[dict[str, Any], set[str]]:
+    """The library's own defaults for the varying parameters of `space`, as a first trial.
+
+    Returns the values to enqueue (defaults that lie inside the space) and the parameters to
+    leave to the library (its default is `None`, e.g. a forest's unlimited depth, or it is
+    unset, as in XGBoost, and the spec did not narrow that parameter). Any other varying
+    parameter (a default outside the spec's range) is sampled as in every trial.
+    """
+    defaults = make_estimator(candidate.name, task, {}, seed=0, jobs=1).get_params()
+    fixed: dict[str, Any] = {}
+    unset: set[str] = set()
+    for key, value in space.items():
+        if not isinstance(value, dict | list) or key not in defaults:
+            continue
+        default = defaults[key]
+        if default is None:
+            if key not in candidate.params:
+                unset.add(key)
+        elif _contains(value, default):
+            fixed[key] = default
+    return fixed, unset
+
+
+def _contains(domain: dict[str, Any] | list[Any], value: Any) -> bool:
+    """True when a search range or choice list holds `value`."""
+    if isinstance(domain, list):
+        return value in domain
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    low, high = domain["low"], domain["high"]
+    if not low <= value <= high:
+        return False
+    if isinstance(low, int) and isinstance(high, int):
+        step = 1 if domain.get("log") else int(domain.get("step", 1))
+        return float(value).is_integer() and (int(value) - low) % step == 0
+    return True

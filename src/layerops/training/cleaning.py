@@ -1,8 +1,18 @@
-"""The Cleaner: drops rows and columns the spec allows it to drop, and never changes a value."""
+"""The Cleaner: drops rows and columns the spec allows it to drop, and never changes a value.
+
+Two kinds of drop, kept apart so that a test metric is measured on rows as serving gets them:
+- `screen` runs before the split on every row: columns listed in `drop_columns`, rows missing the
+  target or a required column (serving refuses such a row too), exact duplicates (so no row is
+  both trained on and scored).
+- `learn` decides what is learned from data (constant columns, outlier bounds, collinear
+  columns) on the training rows only; the `CleaningPlan` then drops those columns from every
+  split and outlying rows from the rows a model is fitted on. Validation and test rows are
+  scored as they come.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,46 +32,126 @@ class CleaningReport:
     """Reason -> rows dropped, in the order the steps ran (only reasons that dropped rows)."""
     dropped_columns: dict[str, str] = field(default_factory=dict)
     """Column -> why it was dropped."""
+    fit_row_drops: dict[str, int] = field(default_factory=dict)
+    """Reason -> rows left out of model fitting only (outliers by the training split's bounds)."""
+    scored_outliers: int = 0
+    """Validation/test rows outside the training bounds, kept and scored as they come."""
 
     def lines(self) -> list[str]:
         """One human-readable line per drop."""
-        rows = [f"dropped {n} row{'s' if n != 1 else ''}: {why}" for why, n in self.row_drops.items()]
+        rows = [f"dropped {_rows(n)}: {why}" for why, n in self.row_drops.items()]
+        fit = [f"left {_rows(n)} out of fitting: {why}" for why, n in self.fit_row_drops.items()]
         columns = [f"dropped column {name!r}: {why}" for name, why in self.dropped_columns.items()]
-        return rows + columns
+        scored = (
+            [f"kept {_rows(self.scored_outliers)} of validation/test outside the training bounds (scored)"]
+            if self.scored_outliers
+            else []
+        )
+        return rows + fit + columns + scored
+
+
+def _rows(n: int) -> str:
+    return f"{n} row{'s' if n != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class CleaningPlan:
+    """What `learn` decided on the training rows: columns to drop and per-column outlier bounds."""
+
+    method: str = "none"
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Numeric column -> (low, high): a value outside is an outlier (NaN never is)."""
+    dropped_columns: dict[str, str] = field(default_factory=dict)
+    """Column -> why (constant or collinear on the training rows)."""
+
+    def columns(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`frame` without the dropped columns."""
+        return frame.drop(columns=[c for c in frame.columns if str(c) in self.dropped_columns])
+
+    def outlying(self, frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
+        """A mask of rows outside the bounds, and counts per column (a row counts under its first)."""
+        mask = np.zeros(len(frame), dtype=bool)
+        counts: dict[str, int] = {}
+        for name, (low, high) in self.bounds.items():
+            values = _as_float(frame[name])
+            with np.errstate(invalid="ignore"):
+                new = ((values < low) | (values > high)) & ~mask
+            if new.any():
+                counts[f"outlier ({self.method}) in {name}"] = int(new.sum())
+                mask |= new
+        return mask, counts
+
+    def fit_rows(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+        """The rows of `frame` a model may be fitted on (outliers dropped), with the drop counts."""
+        mask, counts = self.outlying(frame)
+        return (frame.loc[~mask] if mask.any() else frame), counts
 
 
 def clean(frame: pd.DataFrame, spec: CleaningSpec, *, target: str) -> tuple[pd.DataFrame, CleaningReport]:
-    """Drop what `spec` allows and return a new frame (fresh RangeIndex) and the report."""
+    """Screen `frame`, learn the plan on all of it and apply it: for data that is all training rows."""
+    screened, report = screen(frame, spec, target=target)
+    plan = learn(screened, spec, target=target)
+    fitted, counts = plan.fit_rows(plan.columns(screened))
+    report = replace(
+        report,
+        rows_out=len(fitted),
+        row_drops={**report.row_drops, **counts},
+        dropped_columns={**report.dropped_columns, **plan.dropped_columns},
+    )
+    check_left(fitted, report, target)
+    return fitted.reset_index(drop=True), report
+
+
+def check_left(frame: pd.DataFrame, report: CleaningReport, target: str) -> None:
+    """TrainingError when cleaning left no rows or no feature column in `frame`."""
+    if len(frame) == 0:
+        drops = {**report.row_drops, **report.fit_row_drops}
+        reasons = ", ".join(f"{n} {why}" for why, n in drops.items()) or "the data has no rows"
+        raise TrainingError(f"no rows left after cleaning: {reasons} (of {report.rows_in} rows)")
+    if len([c for c in frame.columns if c != target]) == 0:
+        dropped = report.dropped_columns
+        reasons = (
+            ", ".join(f"{name} ({why})" for name, why in dropped.items()) or "the data has only the target"
+        )
+        raise TrainingError(f"no feature columns left after cleaning: dropped {reasons}")
+
+
+def screen(frame: pd.DataFrame, spec: CleaningSpec, *, target: str) -> tuple[pd.DataFrame, CleaningReport]:
+    """The drops made before the split: listed columns, rows missing the target or a required
+    column, duplicates. Returns a new frame (fresh RangeIndex) and the report."""
     if target not in frame.columns:
         columns = ", ".join(str(c) for c in frame.columns)
         raise DataError(f"target column {target!r} not found; columns are: {columns}")
     _check_names(frame, spec, target)
     row_drops: dict[str, int] = {}
-    dropped: dict[str, str] = {}
-
-    for name in spec.drop_columns:
-        dropped[name] = "listed in cleaning.drop_columns"
+    dropped = dict.fromkeys(spec.drop_columns, "listed in cleaning.drop_columns")
     work = frame.drop(columns=list(spec.drop_columns))
-
     work = _drop_missing(work, [target, *spec.required], target, row_drops)
     if spec.drop_duplicates:
         work = _drop_duplicates(work, row_drops)
-    if spec.drop_constant:
-        work = _drop_columns(work, _constant_columns(work, target), dropped)
-    work = _drop_outliers(work, spec.outliers, target, row_drops)
-    if spec.collinearity_threshold is not None:
-        work = _drop_columns(work, _collinear_columns(work, target, spec.collinearity_threshold), dropped)
-
     report = CleaningReport(len(frame), len(work), row_drops, dropped)
-    if len(work) == 0:
-        reasons = ", ".join(f"{n} {why}" for why, n in row_drops.items()) or "the data has no rows"
-        raise TrainingError(f"no rows left after cleaning: {reasons} (of {len(frame)} rows)")
-    if len(work.columns) <= 1:
-        reasons = (
-            ", ".join(f"{name} ({why})" for name, why in dropped.items()) or "the data has only the target"
-        )
-        raise TrainingError(f"no feature columns left after cleaning: dropped {reasons}")
+    check_left(work, report, target)
     return work.reset_index(drop=True), report
+
+
+def learn(train: pd.DataFrame, spec: CleaningSpec, *, target: str) -> CleaningPlan:
+    """Decide on the training rows `train`: constant columns, outlier bounds, collinear columns.
+
+    The order is the whole-frame cleaner's: constants first, then bounds on what is left, then
+    collinearity on the rows inside the bounds.
+    """
+    dropped = _constant_columns(train, target) if spec.drop_constant else {}
+    work = train.drop(columns=list(dropped))
+    bounds = _outlier_bounds(work, spec.outliers, target)
+    plan = CleaningPlan(spec.outliers.method, bounds, {str(k): v for k, v in dropped.items()})
+    if spec.collinearity_threshold is not None:
+        inside, _ = plan.fit_rows(work)
+        collinear = _collinear_columns(inside, target, spec.collinearity_threshold)
+        kept = {k: v for k, v in bounds.items() if k not in {str(c) for c in collinear}}
+        plan = CleaningPlan(
+            plan.method, kept, {**plan.dropped_columns, **{str(k): v for k, v in collinear.items()}}
+        )
+    return plan
 
 
 # -- steps ----------------------------------------------------------------------------------
@@ -83,12 +173,6 @@ def _check_names(frame: pd.DataFrame, spec: CleaningSpec, target: str) -> None:
     if both:
         names = ", ".join(repr(n) for n in both)
         raise DataError(f"cleaning.required: {names} also listed in cleaning.drop_columns")
-
-
-def _drop_columns(work: pd.DataFrame, reasons: dict[Any, str], dropped: dict[str, str]) -> pd.DataFrame:
-    for name, why in reasons.items():
-        dropped[str(name)] = why
-    return work.drop(columns=list(reasons)) if reasons else work
 
 
 def _drop_duplicates(work: pd.DataFrame, row_drops: dict[str, int]) -> pd.DataFrame:
@@ -147,38 +231,32 @@ def _as_float(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype="float64", na_value=np.nan)
 
 
-def _drop_outliers(
-    work: pd.DataFrame, outliers: OutlierSpec, target: str, row_drops: dict[str, int]
-) -> pd.DataFrame:
-    """Drop rows outlying in any numeric feature; bounds are computed once, on this frame."""
+def _outlier_bounds(work: pd.DataFrame, outliers: OutlierSpec, target: str) -> dict[str, tuple[float, float]]:
+    """Per numeric feature, the (low, high) range outside which a value is an outlier."""
     if outliers.method == "none" or len(work) == 0:
-        return work
-    keep = np.ones(len(work), dtype=bool)
-    counts: dict[str, int] = {}
+        return {}
+    bounds: dict[str, tuple[float, float]] = {}
     for name in _numeric_features(work, target):
         values = _as_float(work[name])
         present = values[~np.isnan(values)]
         if len(present) == 0:
             continue
-        with np.errstate(invalid="ignore"):
-            if outliers.method == "iqr":
-                q1, q3 = np.quantile(present, [0.25, 0.75])
-                spread = q3 - q1
-                if spread <= 0:
-                    continue
-                low, high = q1 - outliers.threshold * spread, q3 + outliers.threshold * spread
-                outlying = (values < low) | (values > high)
-            else:
-                std = float(present.std())
-                if not std > 0:
-                    continue
-                outlying = np.abs(values - present.mean()) / std > outliers.threshold
-        new = outlying & keep  # a row outlying in several columns counts under the first
-        if new.any():
-            counts[f"outlier ({outliers.method}) in {name}"] = int(new.sum())
-            keep &= ~new
-    row_drops.update(counts)
-    return work.loc[keep] if not keep.all() else work
+        if outliers.method == "iqr":
+            q1, q3 = np.quantile(present, [0.25, 0.75])
+            spread = float(q3 - q1)
+            if spread <= 0:
+                continue
+            bounds[str(name)] = (
+                float(q1) - outliers.threshold * spread,
+                float(q3) + outliers.threshold * spread,
+            )
+        else:
+            std = float(present.std())
+            if not std > 0:
+                continue
+            mean = float(present.mean())
+            bounds[str(name)] = (mean - outliers.threshold * std, mean + outliers.threshold * std)
+    return bounds
 
 
 def _collinear_columns(work: pd.DataFrame, target: str, threshold: float) -> dict[Any, str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from layerops.bundle import Lineage
 from layerops.errors import DataError
-from layerops.repository.api import LIBRARIES_TAG
+from layerops.repository.api import FIT_SPLITS_TAG, LIBRARIES_TAG
 from layerops.spec import PipelineSpec
 
 _LIBRARIES = (
@@ -104,8 +104,9 @@ def spec_content(spec: PipelineSpec) -> dict[str, Any]:
     return content
 
 
-def collect(spec: PipelineSpec, dataset_sha256: str) -> Lineage:
-    """The lineage record of a run of `spec` on data with the given content hash."""
+def collect(spec: PipelineSpec, dataset_sha256: str, *, fit_splits: list[str] | None = None) -> Lineage:
+    """The lineage record of a run of `spec` on data with the given content hash, whose model
+    was fitted on `fit_splits`."""
     commit, dirty = git_state(spec.base_dir, spec.spec_file)
     return Lineage(
         dataset_sha256=dataset_sha256,
@@ -118,6 +119,7 @@ def collect(spec: PipelineSpec, dataset_sha256: str) -> Lineage:
         spec=spec_content(spec),
         python=platform.python_version(),
         platform=platform.platform(),
+        fit_splits=fit_splits or [],
     )
 
 
@@ -132,6 +134,8 @@ def tags(lin: Lineage, spec: PipelineSpec) -> dict[str, str]:
         "layerops.platform": lin.platform,
         LIBRARIES_TAG: json.dumps(lin.libraries, sort_keys=True),
     }
+    if lin.fit_splits:
+        recorded[FIT_SPLITS_TAG] = "+".join(lin.fit_splits)
     if spec.spec_file is not None:
         recorded["layerops.spec_path"] = str(spec.spec_file)
     if lin.git_commit:

@@ -1,4 +1,5 @@
-"""The training runner: data → validation → cleaning → split → candidates → selection → bundle.
+"""The training runner: data → validation → screening → split → learned cleaning → candidates →
+selection → refit → bundle.
 
 The runner knows no storage: it gets the spec and a `ModelRepository` (or None for a dry run)
 as arguments. Nothing is registered unless every step before registration succeeded.
@@ -11,8 +12,7 @@ import io
 import math
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,30 +21,28 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
-from layerops.bundle import BundleMetadata, ModelBundle, save_bundle
-from layerops.bundle.profile import build_profile, infer_schema
+from layerops.bundle import ModelBundle, save_bundle
 from layerops.errors import TrainingError
 from layerops.repository.api import CandidateRun, ModelRepository, ModelVersion, RunInfo, TrainingRun
-from layerops.spec import PipelineSpec, Task
+from layerops.spec import CandidateSpec, PipelineSpec, Task
 from layerops.training import lineage
-from layerops.training.candidates import is_fixed, make_estimator, search_space
-from layerops.training.cleaning import CleaningReport, clean
+from layerops.training.candidates import default_trial, is_fixed, make_estimator, search_space, threads_for
+from layerops.training.cleaning import CleaningPlan, CleaningReport, check_left, learn, screen
 from layerops.training.cores import available_cores
 from layerops.training.dataio import dataset_sha256, training_frame
-from layerops.training.evaluation import ResourceMonitor, measure_latency, predict_outputs, score, sort_key
-from layerops.training.export import export_onnx
+from layerops.training.evaluation import ResourceMonitor, measure_latency, predict_outputs, score
+from layerops.training.final import FinalModel, Rows, make_bundle, model_bytes, refit
+from layerops.training.selection import CandidateOutcome, rank
 from layerops.training.transform import (
-    Splits,
     build_preprocessor,
     encode_target,
+    fold_count,
     infer_task,
     prepare_features,
-    split_frame,
+    split_indices,
 )
-from layerops.training.tuning import tune
+from layerops.training.tuning import Search, tune
 from layerops.training.validation import validate_frame
-
-REFERENCE_ROWS = 5
 
 
 class Reporter(Protocol):
@@ -80,34 +78,8 @@ class SilentReporter:
 
 
 @dataclass
-class CandidateOutcome:
-    """One trained candidate with everything measured about it."""
-
-    name: str
-    params: dict[str, Any]
-    validation: dict[str, float]
-    test: dict[str, float]
-    latency: dict[str, float]
-    resources: dict[str, float]
-    trials: list[tuple[dict[str, Any], float]]
-    model: Pipeline = field(repr=False)
-    val_outputs: tuple[np.ndarray, np.ndarray | None] = field(repr=False, default=(np.empty(0), None))
-    """Native predictions (and probabilities) on the validation split."""
-    test_outputs: tuple[np.ndarray, np.ndarray | None] = field(repr=False, default=(np.empty(0), None))
-    """Native predictions (and probabilities) on the test split."""
-
-    def flat_metrics(self) -> dict[str, float]:
-        """Validation/test metrics, latency and training time in one flat mapping."""
-        out = {f"val_{k}": v for k, v in self.validation.items()}
-        out.update({f"test_{k}": v for k, v in self.test.items()})
-        out.update(self.latency)
-        out["train_seconds"] = self.resources.get("wall_seconds", 0.0)
-        return out
-
-
-@dataclass
 class TrainingResult:
-    """What a training run produced: the ranked candidates, the winner's bundle, its version."""
+    """What a training run produced: the ranked candidates, the final model's bundle, its version."""
 
     name: str
     task: Task
@@ -115,13 +87,40 @@ class TrainingResult:
     leaderboard: list[CandidateOutcome]
     bundle: ModelBundle
     cleaning: CleaningReport
+    final: FinalModel
+    folds: int = 0
+    """k of the cross-validation that scored the trials; 0 when the validation split did."""
     run: RunInfo | None = None
     version: ModelVersion | None = None
 
     @property
     def winner(self) -> CandidateOutcome:
-        """The best candidate by the selection metric on the validation split."""
+        """The best candidate by the selection metric (ties broken as `selection.rank` says)."""
         return self.leaderboard[0]
+
+    def metrics(self) -> dict[str, float]:
+        """The registered model's metrics, flat: the winner's selection metrics, the final model's
+        test metrics and latency, and the selected model's test metrics as `selected_test_*`."""
+        out = {k: v for k, v in self.winner.flat_metrics().items() if not k.startswith("test_")}
+        out.update({f"test_{k}": v for k, v in self.final.test.items()})
+        out.update({f"selected_test_{k}": v for k, v in self.winner.test.items()})
+        out.update(self.final.latency)
+        out["fit_rows"] = float(self.final.fit_rows)
+        return out
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one training run shares."""
+
+    spec: PipelineSpec
+    task: Task
+    metric: str
+    report: Reporter
+    jobs: int
+    rows: Rows
+    plan: CleaningPlan
+    classes: list[str] | None
 
 
 RepositorySource = ModelRepository | Callable[[], ModelRepository]
@@ -137,7 +136,7 @@ def train(
     expect_sha256: str | None = None,
     jobs: int | None = None,
 ) -> TrainingResult:
-    """Run the whole pipeline; register the winner in `repository` unless it is None.
+    """Run the whole pipeline; register the final model in `repository` unless it is None.
 
     `repository` may be a callable (e.g. a future's `result`) so that opening it — importing
     MLflow, migrating a new database — overlaps with training instead of preceding it. `data`
@@ -166,194 +165,178 @@ def _train(
     data_hash = lineage.check_data(spec, dataset_sha256(raw), expect_sha256)
     report.stage(f"loaded {len(raw):,} rows × {raw.shape[1]} columns; validating")
     validate_frame(raw, spec.validation, target=spec.target)
-    cleaned, cleaning = clean(raw, spec.cleaning, target=spec.target)
+    screened, cleaning = screen(raw, spec.cleaning, target=spec.target)
+    task: Task = spec.task or infer_task(screened[spec.target])
+    run, cleaning = _split_and_clean(spec, task, screened, cleaning, report, jobs)
     for line in cleaning.lines():
         report.stage(f"cleaning: {line}")
-
-    raw_x = cleaned.drop(columns=[spec.target])
-    task: Task = spec.task or infer_task(cleaned[spec.target])
-    y, classes = encode_target(cleaned[spec.target], task)
-    x = prepare_features(raw_x)
-    splits = split_frame(x, y, spec.split, task=task, seed=spec.seed)
-    metric = spec.selection_metric(task)
-    report.stage(
-        f"{task}: {len(splits.x_train):,} train / {len(splits.x_val):,} validation / "
-        f"{len(splits.x_test):,} test rows; ranking by validation {metric}"
+    rows = run.rows
+    scored_by = (
+        f"{rows.folds}-fold CV × {spec.tuning.cv_repeats} on {len(rows.pool):,} train + validation rows"
+        if rows.folds
+        else f"the {len(rows.validation):,} validation rows"
     )
-
-    preprocessor = build_preprocessor(splits.x_train, spec.transforms).fit(splits.x_train)
-    arrays = (
-        np.asarray(preprocessor.transform(splits.x_train), dtype=np.float64),
-        splits.y_train,
-        np.asarray(preprocessor.transform(splits.x_val), dtype=np.float64),
-        splits.y_val,
+    report.stage(
+        f"{task}: {len(rows.train):,} train / {len(rows.validation):,} validation / "
+        f"{len(rows.test):,} test rows; ranking by {run.metric} on {scored_by}"
     )
     getattr(repository, "start", lambda: None)()  # a background open (OpenInBackground) begins now
-    outcomes = [
-        _train_candidate(
-            candidate.name, spec, task, metric, preprocessor, arrays, splits, report, candidate.trials, jobs
-        )
-        for candidate in spec.candidates
-    ]
-    outcomes.sort(key=lambda o: sort_key(metric, o.validation.get(metric)))
+    outcomes = _train_candidates(run)
+    outcomes = rank(outcomes, run.metric, task, size=model_bytes)
     best = outcomes[0]
-    report.stage(f"winner: {best.name} (validation {metric} = {best.validation.get(metric, math.nan):.4f})")
-
-    bundle = _make_bundle(spec, task, classes, raw_x, splits, best, cleaning, data_hash, report)
-    result = TrainingResult(spec.name, task, metric, outcomes, bundle, cleaning)
+    decided = f"; tie broken by {best.tie_break}" if best.tie_break else ""
+    report.stage(
+        f"winner: {best.name} ({run.metric} = {best.validation.get(run.metric, math.nan):.4f}{decided})"
+    )
+    report.stage(
+        f"refitting {best.name} on train + validation{' + test' if spec.selection.refit_all else ''}"
+    )
+    final = refit(spec, task, best, rows, run.plan, jobs)
+    report.stage("exporting the final model to ONNX and checking parity on the test split")
+    bundle, skipped = make_bundle(spec, task, run.classes, rows, best, final, cleaning, data_hash)
+    if skipped:
+        report.stage(f"ONNX export skipped: {skipped}")
+    result = TrainingResult(spec.name, task, run.metric, outcomes, bundle, cleaning, final, rows.folds)
     if repository is None:
         return result
     repository = repository if isinstance(repository, ModelRepository) else repository()
-    tags = lineage.tags(bundle.metadata.lineage, spec)  # the run's and the version's
-    report.stage("logging runs and registering the winner")
+    _register(spec, task, result, repository, report)
+    return result
+
+
+def _register(
+    spec: PipelineSpec, task: Task, result: TrainingResult, repository: ModelRepository, report: Reporter
+) -> None:
+    tags = lineage.tags(result.bundle.metadata.lineage, spec)  # the run's and the version's
+    report.stage("logging runs and registering the final model")
     with tempfile.TemporaryDirectory(prefix="layerops-bundle-") as tmp:
         folder = Path(tmp) / "bundle"
-        save_bundle(bundle, folder)
+        save_bundle(result.bundle, folder)
         run_record = TrainingRun(
             pipeline=spec.name,
-            params=_run_params(spec, task, metric),
+            params=_run_params(spec, task, result.metric, result.folds),
             tags=tags,
             candidates=[
                 CandidateRun(o.name, dict(o.params), o.flat_metrics(), o.resources, o.trials)
-                for o in outcomes
+                for o in result.leaderboard
             ],
-            winner=best.name,
+            winner=result.winner.name,
             leaderboard_csv=leaderboard_csv(result),
+            metrics=result.metrics(),
         )
         result.run = repository.log_training(run_record, folder)
     result.version = repository.register(spec.name, result.run, tags=tags, description=spec.description)
     report.stage(f"registered {spec.name} version {result.version.version}")
-    return result
 
 
-def _train_candidate(  # noqa: PLR0913 - to become a context object when issue 11 reworks the runner
-    name: str,
+def _split_and_clean(
     spec: PipelineSpec,
     task: Task,
-    metric: str,
+    screened: pd.DataFrame,
+    screening: CleaningReport,
+    report: Reporter,
+    jobs: int,
+) -> tuple[_Run, CleaningReport]:
+    """Split the screened rows, learn the cleaning on the rows candidates fit on, apply it."""
+    y, classes = encode_target(screened[spec.target], task)
+    train, validation, test = split_indices(y, spec.split, task=task, seed=spec.seed)
+    folds = fold_count(task, y[np.concatenate([train, validation])], spec.tuning.folds_for(len(train)))
+    pool = np.concatenate([train, validation]) if folds else train
+    plan = learn(screened.iloc[pool], spec.cleaning, target=spec.target)
+    fitted, fit_drops = plan.fit_rows(plan.columns(screened.iloc[pool]))
+    scored = np.setdiff1d(np.arange(len(screened)), pool)
+    outlying, _ = plan.outlying(screened.iloc[scored])
+    cleaning = CleaningReport(
+        screening.rows_in,
+        screening.rows_out,
+        screening.row_drops,
+        {**screening.dropped_columns, **plan.dropped_columns},
+        fit_drops,
+        int(outlying.sum()),
+    )
+    check_left(fitted, cleaning, spec.target)
+    x = prepare_features(plan.columns(screened).drop(columns=[spec.target]))
+    rows = Rows(screened, x, y, train, validation, test, folds, np.asarray(fitted.index))
+    return _Run(spec, task, spec.selection_metric(task), report, jobs, rows, plan, classes), cleaning
+
+
+def _train_candidates(run: _Run) -> list[CandidateOutcome]:
+    """Tune and evaluate every candidate on the same preprocessed rows."""
+    rows = run.rows
+    x_fit = rows.x.loc[rows.fit]
+    preprocessor = build_preprocessor(x_fit, run.spec.transforms).fit(x_fit)
+    x_train = np.asarray(preprocessor.transform(x_fit), dtype=np.float64)
+    if rows.folds:  # no validation split: the folds of the fit rows score the trials
+        x_val, arrays = rows.x.iloc[:0], (x_train, rows.y[rows.fit], x_train[:0], rows.y[:0])
+    else:
+        x_val = rows.x.iloc[rows.validation]
+        x_val_array = np.asarray(preprocessor.transform(x_val), dtype=np.float64)
+        arrays = (x_train, rows.y[rows.fit], x_val_array, rows.y[rows.validation])
+    return [
+        _train_candidate(run, candidate, preprocessor, arrays, x_val) for candidate in run.spec.candidates
+    ]
+
+
+def _train_candidate(
+    run: _Run,
+    candidate: CandidateSpec,
     preprocessor: Any,
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    splits: Splits,
-    report: Reporter,
-    trials_override: int | None,
-    jobs: int,
+    x_val: pd.DataFrame,
 ) -> CandidateOutcome:
-    candidate = next(c for c in spec.candidates if c.name == name)
+    spec, task, name, rows = run.spec, run.task, candidate.name, run.rows
     space = search_space(candidate, task)
-    budget = 1 if is_fixed(space) else (trials_override or spec.tuning.trials)
-    report.candidate_start(name, budget)
+    budget = 1 if is_fixed(space) else (candidate.trials or spec.tuning.trials)
+    fixed, unset = default_trial(candidate, task, space)
+    search = Search(
+        metric=run.metric,
+        trials=budget,
+        timeout=spec.tuning.timeout_seconds,
+        folds=rows.folds,
+        repeats=spec.tuning.cv_repeats,
+        seed=spec.seed,
+        jobs=run.jobs,
+        defaults=(fixed, frozenset(unset)) if spec.tuning.defaults_first else None,
+    )
+    run.report.candidate_start(name, budget)
     with ResourceMonitor() as monitor:
         tuned = tune(
-            name,
-            task,
-            space,
-            arrays,
-            metric=metric,
-            trials=budget,
-            timeout=spec.tuning.timeout_seconds,
-            cv_folds=spec.tuning.cv_folds,
-            seed=spec.seed,
-            on_trial=lambda number, value: report.trial(name, number, value),
-            jobs=jobs,
+            name, task, space, arrays, search, lambda number, value: run.report.trial(name, number, value)
         )
         estimator = tuned.model
-        if estimator is None:  # cross-validation fitted folds only: refit on the whole train split
+        if estimator is None:  # cross-validation fitted folds only: refit on all the tuning rows
+            jobs = threads_for(name, arrays[0].shape, run.jobs)
             estimator = make_estimator(name, task, dict(tuned.best_params), seed=spec.seed, jobs=jobs)
             estimator.fit(arrays[0], arrays[1])
     model = Pipeline([("preprocess", preprocessor), ("model", estimator)])
+    x_test = rows.x.iloc[rows.test]
     # Score with every core; then serve-friendly: one thread answers a row faster than many.
     # The tuned model predicted the validation split already (the same preprocessed rows).
-    val_outputs = tuned.val_outputs or predict_outputs(model, splits.x_val, task)
-    test_outputs = predict_outputs(model, splits.x_test, task)
+    val_outputs = tuned.val_outputs or (
+        predict_outputs(model, x_val, task) if len(x_val) else (np.empty(0), None)
+    )
+    test_outputs = predict_outputs(model, x_test, task)
     if "n_jobs" in estimator.get_params():
         estimator.set_params(n_jobs=1)
-    validation = score(task, splits.y_val, *val_outputs)
-    test = score(task, splits.y_test, *test_outputs)
-    latency = measure_latency(model, splits.x_test, task)
+    validation = tuned.fold_mean if rows.folds else score(task, arrays[3], *val_outputs)
     outcome = CandidateOutcome(
         name,
         tuned.best_params,
         validation,
-        test,
-        latency,
+        score(task, rows.y[rows.test], *test_outputs),
+        measure_latency(model, x_test, task),
         monitor.metrics(),
         tuned.trials,
         model,
         val_outputs,
         test_outputs,
+        validation_std=tuned.fold_std,
     )
-    report.candidate_end(name, outcome.flat_metrics())
+    run.report.candidate_end(name, outcome.flat_metrics())
     return outcome
 
 
-def _make_bundle(  # noqa: PLR0913 - to become a context object when issue 11 reworks the runner
-    spec: PipelineSpec,
-    task: Task,
-    classes: list[str] | None,
-    raw_x: pd.DataFrame,
-    splits: Splits,
-    best: CandidateOutcome,
-    cleaning: CleaningReport,
-    data_hash: str,
-    report: Reporter,
-) -> ModelBundle:
-    report.stage("exporting the winner to ONNX and checking parity on the test split")
-    pred, proba = best.test_outputs
-    expected = proba if task == "classification" else pred
-    onnx_bytes, onnx_info = export_onnx(best.model, splits.x_test, task=task, expected=expected)
-    if not onnx_info.converted:
-        report.stage(f"ONNX export skipped: {onnx_info.reason}")
-    features = infer_schema(raw_x.loc[:, list(splits.x_train.columns)])
-    # Features are profiled on train; predictions on validation, data the model did not fit:
-    # the distribution production predictions should resemble.
-    profile = build_profile(splits.x_train, features, best.val_outputs[0], task=task, classes=classes)
-    metadata = BundleMetadata(
-        name=spec.name,
-        task=task,
-        target=spec.target,
-        classes=classes,
-        features=features,
-        dropped_columns=cleaning.dropped_columns,
-        candidate=best.name,
-        params=_jsonable(best.params),
-        metrics={"validation": best.validation, "test": best.test},
-        latency=best.latency,
-        lineage=lineage.collect(spec, data_hash),
-        reference_profile=profile,
-        reference_rows=reference_rows(best.model, splits.x_test, task),
-        onnx=onnx_info,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
-    return ModelBundle(model=best.model, metadata=metadata, onnx_model=onnx_bytes)
-
-
-def reference_rows(model: Any, x: pd.DataFrame, task: Task) -> list[dict[str, Any]]:
-    """A few raw input rows with the native model's outputs, to warm and check engines."""
-    rows = x.head(REFERENCE_ROWS)
-    pred, proba = predict_outputs(model, rows, task)
-    out = []
-    for i in range(len(rows)):
-        features = {k: _jsonable_value(v) for k, v in rows.iloc[i].items()}
-        entry: dict[str, Any] = {"features": features, "prediction": _jsonable_value(pred[i])}
-        if proba is not None:
-            entry["probabilities"] = [float(p) for p in proba[i]]
-        out.append(entry)
-    return out
-
-
-def _jsonable_value(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: _jsonable_value(v) for k, v in params.items()}
-
-
-def _run_params(spec: PipelineSpec, task: Task, metric: str) -> dict[str, object]:
+def _run_params(spec: PipelineSpec, task: Task, metric: str, folds: int) -> dict[str, object]:
     return {
         "task": task,
         "target": spec.target,
@@ -362,7 +345,9 @@ def _run_params(spec: PipelineSpec, task: Task, metric: str) -> dict[str, object
         "split.validation": spec.split.validation,
         "split.test": spec.split.test,
         "tuning.trials": spec.tuning.trials,
-        "tuning.cv_folds": spec.tuning.cv_folds,
+        "tuning.cv_folds": folds,
+        "tuning.cv_repeats": spec.tuning.cv_repeats if folds else 0,
+        "selection.refit_all": spec.selection.refit_all,
         "candidates": ",".join(c.name for c in spec.candidates),
     }
 
@@ -370,11 +355,12 @@ def _run_params(spec: PipelineSpec, task: Task, metric: str) -> dict[str, object
 def leaderboard_rows(result: TrainingResult) -> list[dict[str, Any]]:
     """One flat row per candidate, best first."""
     rows = []
-    for rank, outcome in enumerate(result.leaderboard, start=1):
+    for place, outcome in enumerate(result.leaderboard, start=1):
         rows.append(
             {
-                "rank": rank,
+                "rank": place,
                 "candidate": outcome.name,
+                "tie_break": outcome.tie_break,
                 **outcome.flat_metrics(),
                 **{f"system_{k}": v for k, v in outcome.resources.items() if k != "wall_seconds"},
             }

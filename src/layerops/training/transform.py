@@ -86,27 +86,43 @@ def prepare_features(frame: pd.DataFrame) -> pd.DataFrame:
 
 def split_frame(x: pd.DataFrame, y: np.ndarray, spec: SplitSpec, *, task: Task, seed: int) -> Splits:
     """Train/validation/test split, stratified for classification where every class allows it."""
-    n = len(x)
+    train, val, test = split_indices(y, spec, task=task, seed=seed)
+    return Splits(
+        x.iloc[train].reset_index(drop=True),
+        y[train],
+        x.iloc[val].reset_index(drop=True),
+        y[val],
+        x.iloc[test].reset_index(drop=True),
+        y[test],
+    )
+
+
+def split_indices(
+    y: np.ndarray, spec: SplitSpec, *, task: Task, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row positions of the train, validation and test splits of rows with targets `y`."""
+    n = len(y)
     n_test = max(1, round(n * spec.test))
     n_val = max(1, round(n * spec.validation))
     if n - n_test - n_val < 2:
         raise TrainingError(f"only {n} rows after cleaning: too few to split into train/validation/test")
+    positions = np.arange(n)
     stratify = y if task == "classification" and _can_stratify(y, n_test, n_val) else None
-    x_rest, x_test, y_rest, y_test = train_test_split(
-        x, y, test_size=n_test, random_state=seed, stratify=stratify
+    rest, test = train_test_split(positions, test_size=n_test, random_state=seed, stratify=stratify)
+    train, val = train_test_split(
+        rest, test_size=n_val, random_state=seed, stratify=None if stratify is None else y[rest]
     )
-    stratify_rest = y_rest if stratify is not None else None
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=n_val, random_state=seed, stratify=stratify_rest
-    )
-    return Splits(
-        x_train.reset_index(drop=True),
-        np.asarray(y_train),
-        x_val.reset_index(drop=True),
-        np.asarray(y_val),
-        x_test.reset_index(drop=True),
-        np.asarray(y_test),
-    )
+    return np.asarray(train), np.asarray(val), np.asarray(test)
+
+
+def fold_count(task: Task, y: np.ndarray, folds: int) -> int:
+    """`folds`, lowered so that each fold keeps a row of every class (classification) or a row."""
+    if folds < 2:
+        return 0
+    if task == "classification":
+        counts = np.bincount(y)
+        folds = min(folds, max(2, int(counts[counts > 0].min())))
+    return max(2, min(folds, len(y) // 2))
 
 
 def _can_stratify(y: np.ndarray, n_test: int, n_val: int) -> bool:
