@@ -96,6 +96,8 @@ test: lint audit
 	$(RUN) pytest
 
 bench: env
+	$(UV) sync --frozen --group bench --compile-bytecode
+	$(RUN) --group bench python bench/quality.py
 	$(RUN) python bench/train_overhead.py
 	command -v wrk >/dev/null || (apt-get install -y wrk || (apt-get update && apt-get install -y wrk))
 	$(RUN) python bench/serve.py
