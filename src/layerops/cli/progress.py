@@ -80,7 +80,7 @@ def leaderboard_table(result: TrainingResult) -> Table:
     scored_on = f"{result.folds}-fold CV, mean ± sd" if result.folds else "validation split"
     table = Table(
         title=f"{result.name}: ranked by {result.metric} ({scored_on})",
-        caption="★ winner · test: as selected, fitted without the test rows · tie: what broke a tie",
+        caption="★ winner · test: fitted without the test rows · tie: what broke a tie",
     )
     table.add_column("candidate", no_wrap=True)
     table.add_column(f"val {short}", justify="right", no_wrap=True)

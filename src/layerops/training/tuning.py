@@ -87,7 +87,6 @@ class _Objective:
         self.best_value = math.nan
         self.best_model: Any = None
         self.best_outputs: tuple[np.ndarray, np.ndarray | None] | None = None
-        self.last_outputs: tuple[np.ndarray, np.ndarray | None] | None = None
         self.fold_stats: list[tuple[dict[str, float], dict[str, float]]] = []
         """Per call, the mean and standard deviation of every metric over the folds."""
 
@@ -103,13 +102,13 @@ class _Objective:
             std = {k: float(np.std([fold[k] for fold in folds])) for k in names}
             self.fold_stats.append((mean, std))
             return mean.get(self.search.metric, math.nan)
-        metrics, model = self._fit_score(params, x_train, y_train, x_val, y_val)
+        metrics, model, outputs = self._fit_score(params, x_train, y_train, x_val, y_val)
         value = metrics.get(self.search.metric, math.nan)
         if not math.isnan(value) and (
             math.isnan(self.best_value) or better(self.search.metric, value, self.best_value)
         ):
             self.best_value, self.best_model = value, model
-            self.best_outputs = self.last_outputs
+            self.best_outputs = outputs
         return value
 
     def _splitter(self) -> RepeatedKFold | RepeatedStratifiedKFold:
@@ -120,15 +119,15 @@ class _Objective:
 
     def _fit_score(
         self, params: dict[str, Any], xf: np.ndarray, yf: np.ndarray, xs: np.ndarray, ys: np.ndarray
-    ) -> tuple[dict[str, float], Any]:
+    ) -> tuple[dict[str, float], Any, tuple[np.ndarray, np.ndarray | None]]:
         jobs = threads_for(self.name, xf.shape, self.search.jobs)
         model = make_estimator(self.name, self.task, dict(params), seed=self.search.seed, jobs=jobs)
         model.fit(xf, yf)
         pred, proba = predict_outputs(model, xs, self.task)
-        self.last_outputs = (pred, proba)  # as the model predicts them, before any padding
+        outputs = (pred, proba)  # as the model predicts them, before any padding
         if proba is not None and proba.shape[1] != self.n_classes:
             proba = _pad_proba(model, proba, self.n_classes)
-        return score(self.task, ys, pred, proba), model
+        return score(self.task, ys, pred, proba), model, outputs
 
 
 def tune(
