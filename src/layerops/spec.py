@@ -79,6 +79,9 @@ class OutlierSpec(_Strict):
     method: Literal["iqr", "zscore", "none"] = "iqr"
     threshold: float = Field(default=3.0, gt=0)
     """IQR multiplier (iqr) or |z| limit (zscore)."""
+    max_share: float = Field(default=0.02, gt=0, le=1)
+    """A column whose rule would flag more than this share of the training rows has a heavy tail
+    or many repeated values (e.g. pixels mostly 0), not outliers: no bound is set on it."""
 
 
 class CleaningSpec(_Strict):

@@ -151,7 +151,8 @@ def test_zscore_outliers(mixed_frame: pd.DataFrame) -> None:
 
 def test_outliers_do_not_wipe_small_skewed_data() -> None:
     frame = pd.DataFrame({"x": [1.0, 1.0, 1.0, 1.0, 2.0, 3.0, 100.0], "y": [0, 1, 0, 1, 0, 1, 0]})
-    cleaned, report = clean(frame, _only(outliers={"method": "iqr", "threshold": 1.5}), target="y")
+    rule = {"method": "iqr", "threshold": 1.5, "max_share": 1.0}
+    cleaned, report = clean(frame, _only(outliers=rule), target="y")
     assert report.row_drops == {"outlier (iqr) in x": 1}  # once, not repeated until stable
     assert len(cleaned) == 6
 
@@ -195,3 +196,18 @@ def test_nothing_left_is_a_training_error(mixed_frame: pd.DataFrame) -> None:
     with pytest.raises(TrainingError) as info:
         clean(features, _spec(), target="y")
     assert str(info.value) == "no feature columns left after cleaning: dropped a (constant), b (constant)"
+
+
+def test_a_rule_that_would_flag_many_rows_sets_no_bound() -> None:
+    # digits-like pixels: mostly 0 or 1, so the quartiles sit at 0 and 1 and every bright pixel
+    # (a quarter of the rows) looks "far out"
+    rng = np.random.default_rng(0)
+    pixel = np.concatenate([np.zeros(740), np.ones(20), rng.integers(10, 16, 240).astype(float)])
+    rare = rng.normal(size=1000)
+    rare[[3, 500]] = [40.0, -40.0]  # two real outliers: 0.2 % of the rows
+    frame = pd.DataFrame({"pixel": pixel, "rare": rare, "y": rng.integers(0, 2, 1000)})
+    cleaned, report = clean(frame, _only(outliers={"method": "iqr", "threshold": 3.0}), target="y")
+    assert report.row_drops == {"outlier (iqr) in rare": 2}
+    assert set(report.unbounded) == {"pixel"} and report.unbounded["pixel"] > 0.02
+    assert any(line.startswith("no outlier bound on 'pixel'") for line in report.lines())
+    assert len(cleaned) == 998

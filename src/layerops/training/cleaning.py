@@ -36,6 +36,8 @@ class CleaningReport:
     """Reason -> rows left out of model fitting only (outliers by the training split's bounds)."""
     scored_outliers: int = 0
     """Validation/test rows outside the training bounds, kept and scored as they come."""
+    unbounded: dict[str, float] = field(default_factory=dict)
+    """Column -> share of training rows its outlier rule would flag, above `max_share`: no bound."""
 
     def lines(self) -> list[str]:
         """One human-readable line per drop."""
@@ -47,7 +49,11 @@ class CleaningReport:
             if self.scored_outliers
             else []
         )
-        return rows + fit + columns + scored
+        unbounded = [
+            f"no outlier bound on {name!r}: the rule would flag {share:.1%} of the training rows"
+            for name, share in self.unbounded.items()
+        ]
+        return rows + fit + columns + unbounded + scored
 
 
 def _rows(n: int) -> str:
@@ -63,6 +69,8 @@ class CleaningPlan:
     """Numeric column -> (low, high): a value outside is an outlier (NaN never is)."""
     dropped_columns: dict[str, str] = field(default_factory=dict)
     """Column -> why (constant or collinear on the training rows)."""
+    unbounded: dict[str, float] = field(default_factory=dict)
+    """Column -> the share of training rows its rule would have flagged (over `max_share`)."""
 
     def columns(self, frame: pd.DataFrame) -> pd.DataFrame:
         """`frame` without the dropped columns."""
@@ -97,6 +105,7 @@ def clean(frame: pd.DataFrame, spec: CleaningSpec, *, target: str) -> tuple[pd.D
         rows_out=len(fitted),
         row_drops={**report.row_drops, **counts},
         dropped_columns={**report.dropped_columns, **plan.dropped_columns},
+        unbounded=plan.unbounded,
     )
     check_left(fitted, report, target)
     return fitted.reset_index(drop=True), report
@@ -142,14 +151,18 @@ def learn(train: pd.DataFrame, spec: CleaningSpec, *, target: str) -> CleaningPl
     """
     dropped = _constant_columns(train, target) if spec.drop_constant else {}
     work = train.drop(columns=list(dropped))
-    bounds = _outlier_bounds(work, spec.outliers, target)
-    plan = CleaningPlan(spec.outliers.method, bounds, {str(k): v for k, v in dropped.items()})
+    bounds, unbounded = _outlier_bounds(work, spec.outliers, target)
+    plan = CleaningPlan(spec.outliers.method, bounds, {str(k): v for k, v in dropped.items()}, unbounded)
     if spec.collinearity_threshold is not None:
         inside, _ = plan.fit_rows(work)
-        collinear = _collinear_columns(inside, target, spec.collinearity_threshold)
-        kept = {k: v for k, v in bounds.items() if k not in {str(c) for c in collinear}}
+        collinear = {
+            str(k): v for k, v in _collinear_columns(inside, target, spec.collinearity_threshold).items()
+        }
         plan = CleaningPlan(
-            plan.method, kept, {**plan.dropped_columns, **{str(k): v for k, v in collinear.items()}}
+            plan.method,
+            {k: v for k, v in bounds.items() if k not in collinear},
+            {**plan.dropped_columns, **collinear},
+            {k: v for k, v in unbounded.items() if k not in collinear},
         )
     return plan
 
@@ -231,11 +244,15 @@ def _as_float(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype="float64", na_value=np.nan)
 
 
-def _outlier_bounds(work: pd.DataFrame, outliers: OutlierSpec, target: str) -> dict[str, tuple[float, float]]:
-    """Per numeric feature, the (low, high) range outside which a value is an outlier."""
+def _outlier_bounds(
+    work: pd.DataFrame, outliers: OutlierSpec, target: str
+) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
+    """Per numeric feature, the (low, high) range outside which a value is an outlier; and the
+    columns left without one because the rule would flag more than `max_share` of the rows."""
     if outliers.method == "none" or len(work) == 0:
-        return {}
+        return {}, {}
     bounds: dict[str, tuple[float, float]] = {}
+    unbounded: dict[str, float] = {}
     for name in _numeric_features(work, target):
         values = _as_float(work[name])
         present = values[~np.isnan(values)]
@@ -246,17 +263,19 @@ def _outlier_bounds(work: pd.DataFrame, outliers: OutlierSpec, target: str) -> d
             spread = float(q3 - q1)
             if spread <= 0:
                 continue
-            bounds[str(name)] = (
-                float(q1) - outliers.threshold * spread,
-                float(q3) + outliers.threshold * spread,
-            )
+            low, high = float(q1) - outliers.threshold * spread, float(q3) + outliers.threshold * spread
         else:
             std = float(present.std())
             if not std > 0:
                 continue
             mean = float(present.mean())
-            bounds[str(name)] = (mean - outliers.threshold * std, mean + outliers.threshold * std)
-    return bounds
+            low, high = mean - outliers.threshold * std, mean + outliers.threshold * std
+        share = float(np.count_nonzero((present < low) | (present > high))) / len(work)
+        if share > outliers.max_share:
+            unbounded[str(name)] = share
+        else:
+            bounds[str(name)] = (low, high)
+    return bounds, unbounded
 
 
 def _collinear_columns(work: pd.DataFrame, target: str, threshold: float) -> dict[Any, str]:

@@ -253,6 +253,7 @@ def _split_and_clean(
         {**screening.dropped_columns, **plan.dropped_columns},
         fit_drops,
         int(outlying.sum()),
+        plan.unbounded,
     )
     check_left(fitted, cleaning, spec.target)
     x = prepare_features(plan.columns(screened).drop(columns=[spec.target]))
