@@ -188,9 +188,10 @@ def _train(
     report.stage(
         f"winner: {best.name} ({run.metric} = {best.validation.get(run.metric, math.nan):.4f}{decided})"
     )
-    report.stage(
-        f"refitting {best.name} on train + validation{' + test' if spec.selection.refit_all else ''}"
-    )
+    if spec.selection.refit_all or not rows.folds:  # under CV the winner was fitted on train + validation
+        report.stage(
+            f"refitting {best.name} on train + validation{' + test' if spec.selection.refit_all else ''}"
+        )
     final = refit(spec, task, best, rows, run.plan, jobs)
     report.stage("exporting the final model to ONNX and checking parity on the test split")
     bundle, skipped = make_bundle(spec, task, run.classes, rows, best, final, cleaning, data_hash)
