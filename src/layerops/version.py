@@ -1,3 +1,3 @@
 """The layerops version (a ground module: any layer may read it without importing the package API)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
