@@ -80,6 +80,12 @@ def threads_for(name: str, shape: tuple[int, ...], jobs: int | None) -> int | No
     return jobs
 
 
+def serve_on_one_thread(estimator: Any) -> None:
+    """Set a fitted model that predicts on several threads to one: it answers a row faster."""
+    if "n_jobs" in estimator.get_params():
+        estimator.set_params(n_jobs=1)
+
+
 def make_estimator(
     name: str, task: Task, params: dict[str, Any], *, seed: int, jobs: int | None = None
 ) -> Any:

@@ -17,7 +17,7 @@ from layerops.bundle import BundleMetadata, ModelBundle
 from layerops.bundle.profile import build_profile, infer_schema
 from layerops.spec import PipelineSpec, Task
 from layerops.training import lineage
-from layerops.training.candidates import make_estimator, threads_for
+from layerops.training.candidates import make_estimator, serve_on_one_thread, threads_for
 from layerops.training.cleaning import CleaningPlan, CleaningReport
 from layerops.training.evaluation import measure_latency, predict_outputs, score
 from layerops.training.export import export_onnx
@@ -63,7 +63,6 @@ class FinalModel:
     """"final" or "selected": which model `test` measured."""
     latency: dict[str, float]
     test_outputs: tuple[np.ndarray, np.ndarray | None] = field(repr=False)
-    fit_row_drops: dict[str, int] = field(default_factory=dict)
 
 
 def model_bytes(model: Any) -> int:
@@ -81,15 +80,9 @@ def refit(
     x_test = rows.x.iloc[rows.test]
     if not spec.selection.refit_all and rows.folds:  # the candidate was fitted on train + validation
         return FinalModel(
-            best.model,
-            fit_splits,
-            _kept(rows, plan, positions)[0],
-            best.test,
-            "final",
-            best.latency,
-            best.test_outputs,
+            best.model, fit_splits, len(rows.fit), best.test, "final", best.latency, best.test_outputs
         )
-    fit_count, kept, drops = _kept(rows, plan, positions)
+    kept = np.asarray(plan.fit_rows(rows.screened.iloc[positions])[0].index)
     x_fit, y_fit = rows.x.loc[kept], rows.y[kept]
     preprocessor = build_preprocessor(x_fit, spec.transforms).fit(x_fit)
     features = np.asarray(preprocessor.transform(x_fit), dtype=np.float64)
@@ -98,20 +91,13 @@ def refit(
     estimator.fit(features, y_fit)
     model = Pipeline([("preprocess", preprocessor), ("model", estimator)])
     outputs = predict_outputs(model, x_test, task)
-    if "n_jobs" in estimator.get_params():
-        estimator.set_params(n_jobs=1)  # serve-friendly: one thread answers a row faster than many
+    serve_on_one_thread(estimator)
     held_out = not spec.selection.refit_all
     test = score(task, rows.y[rows.test], *outputs) if held_out else best.test
     latency = measure_latency(model, x_test, task)
     return FinalModel(
-        model, fit_splits, fit_count, test, "final" if held_out else "selected", latency, outputs, drops
+        model, fit_splits, len(kept), test, "final" if held_out else "selected", latency, outputs
     )
-
-
-def _kept(rows: Rows, plan: CleaningPlan, positions: np.ndarray) -> tuple[int, np.ndarray, dict[str, int]]:
-    """How many of the rows at `positions` a model may be fitted on, their labels, and the drops."""
-    kept, drops = plan.fit_rows(rows.screened.iloc[positions])
-    return len(kept), np.asarray(kept.index), drops
 
 
 def make_bundle(  # noqa: PLR0913 - the pieces a bundle is made of, each from another step
@@ -130,7 +116,7 @@ def make_bundle(  # noqa: PLR0913 - the pieces a bundle is made of, each from an
     expected = proba if task == "classification" else pred
     onnx_bytes, onnx_info = export_onnx(final.model, x_test, task=task, expected=expected)
     features = infer_schema(rows.screened.loc[:, list(rows.x.columns)])
-    # Features are profiled on the fitted rows; predictions on rows the selected model did not fit
+    # Features are profiled on the tuning rows; predictions on rows the selected model did not fit
     # (validation, or test under CV): the distribution production predictions should resemble.
     unseen = best.val_outputs[0] if len(best.val_outputs[0]) else best.test_outputs[0]
     profile = build_profile(rows.x.iloc[rows.pool], features, unseen, task=task, classes=classes)

@@ -26,7 +26,14 @@ from layerops.errors import TrainingError
 from layerops.repository.api import CandidateRun, ModelRepository, ModelVersion, RunInfo, TrainingRun
 from layerops.spec import CandidateSpec, PipelineSpec, Task
 from layerops.training import lineage
-from layerops.training.candidates import default_trial, is_fixed, make_estimator, search_space, threads_for
+from layerops.training.candidates import (
+    default_trial,
+    is_fixed,
+    make_estimator,
+    search_space,
+    serve_on_one_thread,
+    threads_for,
+)
 from layerops.training.cleaning import CleaningPlan, CleaningReport, check_left, learn, screen
 from layerops.training.cores import available_cores
 from layerops.training.dataio import dataset_sha256, training_frame
@@ -318,8 +325,7 @@ def _train_candidate(
         predict_outputs(model, x_val, task) if len(x_val) else (np.empty(0), None)
     )
     test_outputs = predict_outputs(model, x_test, task)
-    if "n_jobs" in estimator.get_params():
-        estimator.set_params(n_jobs=1)
+    serve_on_one_thread(estimator)
     validation = tuned.fold_mean if rows.folds else score(task, arrays[3], *val_outputs)
     outcome = CandidateOutcome(
         name,
