@@ -129,7 +129,8 @@ class DriftReport:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (datetimes as ISO 8601 strings)."""
-        return _jsonable({**asdict(self), "drifted": self.drifted})
+        body: dict[str, Any] = _jsonable({**asdict(self), "drifted": self.drifted})
+        return body
 
 
 def _jsonable(value: Any) -> Any:
