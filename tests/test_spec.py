@@ -116,3 +116,26 @@ def test_example_specs_are_valid() -> None:
     root = Path(__file__).resolve().parents[1] / "examples"
     for file in sorted(root.glob("*.yaml")):
         assert load_spec(file).candidates
+
+
+def test_monitoring_section_sets_thresholds_with_per_feature_overrides() -> None:
+    spec = parse_spec(
+        _spec(
+            monitoring={
+                "thresholds": {"p_value": 0.001},
+                "features": {"weight": {"ks_statistic": 0.2}},
+                "prediction": {"psi": 0.5},
+            }
+        )
+    )
+    weight = spec.monitoring.thresholds_for("weight")
+    other = spec.monitoring.thresholds_for("height")
+    assert (weight.p_value, weight.ks_statistic, weight.psi) == (0.001, 0.2, 0.2)
+    assert (other.p_value, other.ks_statistic) == (0.001, 0.1)
+    assert spec.monitoring.thresholds_for(None).psi == 0.5
+    assert parse_spec(_spec()).monitoring.thresholds_for("x").p_value == 0.01
+
+
+def test_bad_monitoring_thresholds_name_the_key_path() -> None:
+    with pytest.raises(SpecError, match=r"monitoring\.features\.weight\.p_value"):
+        parse_spec(_spec(monitoring={"features": {"weight": {"p_value": 2}}}))

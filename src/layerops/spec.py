@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from layerops.drift_thresholds import MonitoringConfig
 from layerops.errors import SpecError
 
 Task = Literal["classification", "regression"]
@@ -194,6 +195,8 @@ class PipelineSpec(_Strict):
     candidates: list[CandidateSpec] = Field(min_length=1)
     tuning: TuningSpec = TuningSpec()
     selection: SelectionSpec = SelectionSpec()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    """Drift thresholds the server and `layerops drift` apply to this model (stored in the bundle)."""
 
     base_dir: Path = Field(default=Path("."), exclude=True)
     """The folder relative paths resolve against (the spec file's folder)."""

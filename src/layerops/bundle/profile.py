@@ -22,7 +22,41 @@ from layerops.errors import DataError
 QUANTILE_LEVELS: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 """Quantiles recorded for every numeric feature and for regression predictions."""
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
+"""2: regression profiles keep a sample of predictions (`predictions.sample`) for exact KS tests."""
+
+SAMPLE_ROWS = 5000
+"""Most reference rows (and regression predictions) a bundle keeps for drift tests: KS is exact on
+this sample, and 5,000 rows tell a shift of 0.1 standard deviation from noise."""
+
+
+def sample_positions(rows: int, *, cap: int = SAMPLE_ROWS, seed: int = 0) -> npt.NDArray[np.intp]:
+    """Up to `cap` distinct row positions out of `rows`, in increasing order, the same for a seed."""
+    if rows <= cap:
+        return np.arange(rows, dtype=np.intp)
+    picked = np.random.default_rng(seed).choice(rows, size=cap, replace=False)
+    return np.sort(picked).astype(np.intp)
+
+
+def reference_sample(
+    frame: pd.DataFrame, features: list[FeatureSchema], *, cap: int = SAMPLE_ROWS, seed: int = 0
+) -> pd.DataFrame:
+    """A capped sample of `frame`'s feature columns as drift tests read them: numbers as float64
+    (NaN missing), categories as text (None missing), in schema order, with a fresh index."""
+    taken = frame.iloc[sample_positions(len(frame), cap=cap, seed=seed)]
+    columns: dict[str, Any] = {}
+    for feature in features:
+        column = taken[feature.name]
+        if feature.dtype == "category":
+            text = column.astype(object).where(column.notna(), None)
+            columns[feature.name] = pd.Series(
+                [None if v is None else str(v) for v in text], dtype=object, name=feature.name
+            )
+        else:
+            columns[feature.name] = (
+                pd.to_numeric(column, errors="coerce").astype("float64").reset_index(drop=True)
+            )
+    return pd.DataFrame(columns)
 
 
 def _number(value: Any) -> float | None:
@@ -124,7 +158,10 @@ def build_profile(
         for label in classes or []:
             prediction_profile["frequencies"].setdefault(label, 0.0)
     elif task == "regression":
-        prediction_profile = numeric_summary(pd.Series(np.asarray(predictions).ravel()), bins=bins)
+        values = np.asarray(predictions, dtype=np.float64).ravel()
+        prediction_profile = numeric_summary(pd.Series(values), bins=bins)
+        kept = values[sample_positions(values.size)]
+        prediction_profile["sample"] = [float(v) for v in kept if math.isfinite(v)]
     else:
         raise DataError(f"profile: unknown task {task!r} (expected classification or regression)")
     return {

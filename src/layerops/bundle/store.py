@@ -4,6 +4,7 @@ Folder layout:
     metadata.json   BundleMetadata
     model.skops     the fitted sklearn Pipeline (raw feature frame -> prediction)
     model.onnx      optional ONNX export of the same pipeline
+    reference.parquet  optional: a capped sample of training rows (raw features), for exact drift tests
     manifest.json   {"format_version", "files": {name: sha256}, "trusted_types": [...]}
 
 Trust model: the manifest pins every other file by SHA-256 and lists the skops types the saver
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from pydantic import ValidationError
 
 from layerops.bundle.metadata import BundleMetadata
@@ -32,8 +34,9 @@ MANIFEST_FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.skops"
 ONNX_FILE = "model.onnx"
+REFERENCE_FILE = "reference.parquet"
 MANIFEST_FILE = "manifest.json"
-_KNOWN_FILES = frozenset({METADATA_FILE, MODEL_FILE, ONNX_FILE})
+_KNOWN_FILES = frozenset({METADATA_FILE, MODEL_FILE, ONNX_FILE, REFERENCE_FILE})
 
 _TRUSTED_ROOTS = frozenset({"sklearn", "numpy", "scipy", "xgboost", "lightgbm", "collections"})
 """Top-level packages whose types a bundle may ask skops to trust."""
@@ -60,6 +63,8 @@ class ModelBundle:
     """sklearn-compatible estimator: `predict(frame)` (and `predict_proba` for classifiers)."""
     metadata: BundleMetadata
     onnx_model: bytes | None = None
+    reference: pd.DataFrame | None = None
+    """A capped sample of the training rows (raw feature columns), the drift tests' reference."""
 
 
 def save_bundle(bundle: ModelBundle, folder: Path) -> str:
@@ -91,7 +96,10 @@ def load_bundle(folder: Path, *, expected_digest: str | None = None, native: boo
     contents = {name: _verified(folder, name, digest) for name, digest in files.items()}
     metadata = _parse_metadata(contents[METADATA_FILE], folder)
     model = _load_native(contents[MODEL_FILE], trusted, folder) if native else None
-    return ModelBundle(model=model, metadata=metadata, onnx_model=contents.get(ONNX_FILE))
+    reference = _read_reference(contents[REFERENCE_FILE], folder) if REFERENCE_FILE in contents else None
+    return ModelBundle(
+        model=model, metadata=metadata, onnx_model=contents.get(ONNX_FILE), reference=reference
+    )
 
 
 def bundle_digest(folder: Path) -> str:
@@ -118,6 +126,9 @@ def _write(bundle: ModelBundle, folder: Path) -> str:
     (folder / METADATA_FILE).write_text(bundle.metadata.model_dump_json(indent=2), encoding="utf-8")
     if bundle.onnx_model is not None:
         (folder / ONNX_FILE).write_bytes(bundle.onnx_model)
+    if bundle.reference is not None:
+        # Written once with fixed options, so the same sample gives the same bytes (and digest).
+        bundle.reference.to_parquet(folder / REFERENCE_FILE, index=False, compression="zstd")
     files = {path.name: _sha256(path.read_bytes()) for path in sorted(folder.iterdir())}
     manifest = {"format_version": MANIFEST_FORMAT_VERSION, "files": files, "trusted_types": trusted}
     data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
@@ -219,6 +230,13 @@ def _load_native(data: bytes, trusted: list[str], folder: Path) -> Any:
         return sio.load(io.BytesIO(data), trusted=trusted)
     except Exception as exc:
         raise BundleError(f"bundle {folder}: cannot load {MODEL_FILE}: {exc}") from exc
+
+
+def _read_reference(data: bytes, folder: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(io.BytesIO(data))
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise BundleError(f"bundle {folder}: {REFERENCE_FILE} is not a readable Parquet file: {exc}") from exc
 
 
 def _refused_types(types: list[str]) -> list[str]:

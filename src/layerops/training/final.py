@@ -14,7 +14,7 @@ import skops.io
 from sklearn.pipeline import Pipeline
 
 from layerops.bundle import BundleMetadata, ModelBundle
-from layerops.bundle.profile import build_profile, infer_schema
+from layerops.bundle.profile import build_profile, infer_schema, reference_sample
 from layerops.spec import PipelineSpec, Task
 from layerops.training import lineage
 from layerops.training.candidates import make_estimator, serve_on_one_thread, threads_for
@@ -138,9 +138,11 @@ def make_bundle(  # noqa: PLR0913 - the pieces a bundle is made of, each from an
         reference_profile=profile,
         reference_rows=reference_rows(final.model, x_test, task),
         onnx=onnx_info,
+        monitoring=spec.monitoring,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    bundle = ModelBundle(model=final.model, metadata=metadata, onnx_model=onnx_bytes)
+    reference = reference_sample(rows.x.iloc[rows.pool], features, seed=spec.seed)
+    bundle = ModelBundle(model=final.model, metadata=metadata, onnx_model=onnx_bytes, reference=reference)
     return bundle, None if onnx_info.converted else onnx_info.reason
 
 
