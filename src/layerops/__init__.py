@@ -4,7 +4,7 @@ The Python API is imported on first use, so `import layerops` (and the CLI's `--
 
 >>> import layerops
 >>> sorted(name for name in layerops.__all__ if not name.startswith("_"))
-['Model', 'Server', 'TrainResult', 'load', 'models', 'reproduce', 'serve', 'train']
+['Model', 'Server', 'TrainResult', 'drift', 'feedback', 'load', 'models', 'reproduce', 'serve', 'train']
 """
 
 from __future__ import annotations
@@ -14,9 +14,32 @@ from typing import TYPE_CHECKING, Any
 from layerops.version import __version__
 
 if TYPE_CHECKING:
-    from layerops.api import Model, Server, TrainResult, load, models, reproduce, serve, train
+    from layerops.api import (
+        Model,
+        Server,
+        TrainResult,
+        drift,
+        feedback,
+        load,
+        models,
+        reproduce,
+        serve,
+        train,
+    )
 
-__all__ = ["Model", "Server", "TrainResult", "__version__", "load", "models", "reproduce", "serve", "train"]
+__all__ = [
+    "Model",
+    "Server",
+    "TrainResult",
+    "__version__",
+    "drift",
+    "feedback",
+    "load",
+    "models",
+    "reproduce",
+    "serve",
+    "train",
+]
 _API = frozenset(__all__) - {"__version__"}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from layerops.errors import LayeropsError
@@ -30,6 +30,11 @@ class Settings(BaseSettings):
 
     artifact_root: str | None = None
     """Where new experiments store artifacts; default `<home>/artifacts`."""
+
+    prediction_log: str = Field(default="", repr=False)
+    """Where served predictions are logged and `layerops drift` reads them: empty for Parquet files
+    under `<home>/predictions`, a folder for Parquet files there, `postgresql://...` for a
+    PostgreSQL table, `off` for none (the server only)."""
 
     log_level: str = "WARNING"
     """Python logging level for the `layerops` loggers."""

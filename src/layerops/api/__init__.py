@@ -5,6 +5,7 @@
 - `layerops.models.list() / show() / promote() / rollback() / history()`
 - `layerops.reproduce("iris@3")` → a new version rebuilt from the recorded lineage
 - `layerops.serve(["iris"])` → a running `Server` with `.url` and `.stop()`
+- `layerops.drift("iris", since="2h")` → `DriftReport`; `layerops.feedback("iris", "labels.csv")`
 
 Each name is imported on first use: `layerops.models` reads the registry without importing the
 training stack, pandas or (for the embedded repository) MLflow.
@@ -18,13 +19,27 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from layerops.api import models
     from layerops.api.inference import Model, load
+    from layerops.api.monitoring import drift, feedback
     from layerops.api.reproduce import reproduce
     from layerops.api.serving import Server, serve
     from layerops.api.training import TrainResult, train
 
-__all__ = ["Model", "Server", "TrainResult", "load", "models", "reproduce", "serve", "train"]
+__all__ = [
+    "Model",
+    "Server",
+    "TrainResult",
+    "drift",
+    "feedback",
+    "load",
+    "models",
+    "reproduce",
+    "serve",
+    "train",
+]
 _HOMES = {
     "Model": "layerops.api.inference",
+    "drift": "layerops.api.monitoring",
+    "feedback": "layerops.api.monitoring",
     "load": "layerops.api.inference",
     "reproduce": "layerops.api.reproduce",
     "Server": "layerops.api.serving",

@@ -24,6 +24,8 @@ import typer
 from rich.console import Console
 
 from layerops.cli.models import models_app
+from layerops.cli.monitoring import drift as drift_command
+from layerops.cli.monitoring import feedback as feedback_command
 from layerops.cli.serve import serve as serve_command
 from layerops.errors import LayeropsError
 from layerops.training.cores import available_cores
@@ -213,6 +215,8 @@ def retrain(
 
 
 app.command("serve")(serve_command)
+app.command("drift")(drift_command)
+app.command("feedback")(feedback_command)
 
 
 keys_app = typer.Typer(help="API keys for `layerops serve`.", no_args_is_help=True)

@@ -31,8 +31,9 @@ from layerops.delivery.middleware import (
     TimeoutMiddleware,
 )
 from layerops.delivery.models import ServedModel
+from layerops.delivery.monitoring import DriftWatcher
 from layerops.delivery.responses import ALWAYS, error_responses
-from layerops.delivery.routes import health, native, v2
+from layerops.delivery.routes import feedback, health, native, v2
 from layerops.delivery.routes import mlflow as mlflow_scoring
 from layerops.delivery.routes.predict import predict_route
 from layerops.delivery.runtime import ServingRuntime, settle_heap
@@ -65,6 +66,7 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
         native.build_router(service),
         v2.build_router(service),
         mlflow_scoring.build_router(service),
+        feedback.build_router(service, runtime.prediction_log),
     ):
         app.include_router(router)
     app.include_router(health.build_router(runtime.registry, runtime.reloader))
@@ -99,11 +101,25 @@ def _lifespan(runtime: ServingRuntime) -> Callable[[FastAPI], AbstractAsyncConte
         async with anyio.create_task_group() as group:
             if interval > 0:
                 group.start_soon(runtime.reloader.poll, interval)
+            drift_every = runtime.settings.drift_interval_seconds
+            if runtime.drift is not None and drift_every > 0:
+                group.start_soon(_watch_drift, runtime.drift, drift_every)
             yield
             group.cancel_scope.cancel()
-        runtime.service.close()
+        # Queued log rows are written before the process exits (uvicorn runs this on SIGTERM).
+        await anyio.to_thread.run_sync(runtime.close)
 
     return lifespan
+
+
+async def _watch_drift(watcher: DriftWatcher, interval: float) -> None:
+    """Check drift of every served model every `interval` seconds, off the event loop."""
+    while True:
+        await anyio.sleep(interval)
+        try:
+            await anyio.to_thread.run_sync(watcher.check_all)
+        except Exception:  # a drift check must never take the server down
+            log.exception("drift check failed")
 
 
 def _metrics_route(runtime: ServingRuntime) -> Callable[[], Awaitable[Response]]:

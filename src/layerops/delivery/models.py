@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from layerops.bundle import BundleMetadata, ModelBundle
 from layerops.delivery.engines import Engine, build_engine, parity_error, reference_feeds
@@ -50,6 +51,8 @@ class ServedModel:
     load_seconds: float = 0.0
     inline_rows: int = 0
     """Engine calls of at most this many rows run on the event loop (measured cheap at load)."""
+    reference: pd.DataFrame | None = field(default=None, repr=False)
+    """The bundle's sample of training rows: the reference of the server's drift checks."""
 
     def summary(self) -> dict[str, Any]:
         """Name, version, aliases, task and engine (for `GET /models`)."""
@@ -136,6 +139,7 @@ class ModelLoader:
             engine_note=note,
             load_seconds=time.perf_counter() - start,
             inline_rows=inline_rows,
+            reference=bundle.reference,
         )
 
     def _inline_rows(self, name: str, engine: Engine, bundle: ModelBundle, one: Columns) -> int:

@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from layerops.delivery.auth import KeyStore, key_store
 from layerops.delivery.metrics import Metrics
 from layerops.delivery.models import ModelLoader, ModelRegistry, ServedModel
+from layerops.delivery.monitoring import DriftWatcher, MonitoringMetrics, log_observer
 from layerops.delivery.reload import Reloader
 from layerops.delivery.service import InferenceService, Prediction
 from layerops.delivery.settings import ServeSettings
 from layerops.errors import LayeropsError
+from layerops.monitoring.log import LogSettings, PredictionLog
+from layerops.monitoring.store import open_store
 from layerops.repository.api import ModelRepository
 
 SwapListener = Callable[[ServedModel], None]
@@ -40,11 +43,28 @@ class ServingRuntime:
     loader: ModelLoader
     registry: ModelRegistry
     service: InferenceService
+    prediction_log: PredictionLog | None = None
+    """Where every answer is logged (None: `prediction_log=off`)."""
     reloader: Reloader = field(init=False)
+    monitoring: MonitoringMetrics = field(init=False)
+    drift: DriftWatcher | None = field(init=False)
+    """Checks drift over the recent logged rows (None when nothing is logged)."""
     swap_listeners: list[SwapListener] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.reloader = Reloader(self.registry, self.loader, on_swap=self._swapped, on_failure=self._failed)
+        self.monitoring = MonitoringMetrics(self.metrics.registry, self.prediction_log)
+        self.drift = (
+            None
+            if self.prediction_log is None
+            else DriftWatcher(self.registry, self.prediction_log, self.monitoring)
+        )
+
+    def close(self) -> None:
+        """The end of serving: stop the inference service, then write what the log still holds."""
+        self.service.close()
+        if self.prediction_log is not None:
+            self.prediction_log.close()
 
     def start(self) -> None:
         """The initiating phase, if nobody ran it yet: load every configured model (blocking)."""
@@ -90,6 +110,7 @@ def build_runtime(settings: ServeSettings, repository: ModelRepository) -> Servi
     def observe_batch(model: ServedModel, rows: int, waits: Sequence[float]) -> None:
         metrics.observe_batch(model.name, str(model.version), rows, waits)
 
+    prediction_log = open_prediction_log(settings)
     service = InferenceService(
         registry,
         loader,
@@ -97,8 +118,33 @@ def build_runtime(settings: ServeSettings, repository: ModelRepository) -> Servi
         observer=observe,
         policy=settings.batching_for,
         on_batch=observe_batch,
+        request_observers=[] if prediction_log is None else [log_observer(prediction_log)],
     )
-    return ServingRuntime(settings, repository, keys, anonymous, metrics, loader, registry, service)
+    return ServingRuntime(
+        settings, repository, keys, anonymous, metrics, loader, registry, service, prediction_log
+    )
+
+
+def open_prediction_log(settings: ServeSettings) -> PredictionLog | None:
+    """The prediction log `settings` ask for (None when `prediction_log=off`); opens no connection."""
+    if not settings.logs_predictions():
+        return None
+    options = (
+        {}
+        if settings.prediction_log.startswith("postgres")
+        else {"rotate_seconds": settings.prediction_log_rotate_seconds}
+    )
+    store = open_store(settings.prediction_log, settings.home, **options)
+    return PredictionLog(
+        store,
+        LogSettings(
+            capacity_rows=settings.prediction_log_queue_rows,
+            sample_rate=settings.prediction_log_sample_rate,
+            sample_rates=settings.prediction_log_sample_rates,
+            recent_rows=settings.drift_window_rows,
+            readable_seconds=settings.prediction_log_rotate_seconds,
+        ),
+    )
 
 
 def settle_heap() -> None:

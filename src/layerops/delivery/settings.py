@@ -148,11 +148,35 @@ class ServeSettings(Settings):
     to `inference_threads - 1` requests of one model run at once (one thread stays for the others)."""
     model_batching: dict[str, BatchingOverride] = Field(default_factory=dict)
     """Per-model overrides as JSON, e.g. `{"shipping": {"max_batch_size": 16, "batching": false}}`."""
+    prediction_log_sample_rate: float = Field(default=1.0, ge=0, le=1)
+    """Share of requests logged (chosen by a hash of the request id)."""
+    prediction_log_sample_rates: dict[str, float] = Field(default_factory=dict)
+    """Per-model sampling rates as JSON, e.g. `{"shipping": 0.1}`."""
+    prediction_log_queue_rows: int = Field(default=65_536, ge=1)
+    """Rows that may wait for the log writer; beyond, rows are dropped and counted (never blocks)."""
+    prediction_log_rotate_seconds: float = Field(default=60.0, gt=0)
+    """A Parquet log file is closed (and readable by `layerops drift`) after this long at most."""
+    drift_interval_seconds: float = Field(default=60.0, ge=0)
+    """How often the server computes drift over each model's recent logged rows (0: never)."""
+    drift_window_rows: int = Field(default=10_000, ge=10)
+    """Most recent logged rows per model version the server's drift check reads (kept in memory)."""
 
     @field_validator("models", "api_keys", "admin_api_keys", "on_demand_versions", mode="before")
     @classmethod
     def _comma_lists(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("prediction_log_sample_rates")
+    @classmethod
+    def _valid_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, rate in value.items():
+            if not 0 <= rate <= 1:
+                raise ValueError(f"the sampling rate of {name!r} must be between 0 and 1, got {rate}")
+        return value
+
+    def logs_predictions(self) -> bool:
+        """Whether served predictions are logged at all."""
+        return self.prediction_log.strip().lower() != "off"
 
     @field_validator("models")
     @classmethod
