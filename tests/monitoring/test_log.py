@@ -12,7 +12,8 @@ import pandas as pd
 import pyarrow as pa
 
 from layerops.bundle import FeatureSchema
-from layerops.monitoring.log import Entry, LogSettings, PredictionLog, build_table
+from layerops.monitoring.entries import Entry, build_table
+from layerops.monitoring.log import LogSettings, PredictionLog
 from layerops.monitoring.parquet_store import ParquetStore
 from layerops.monitoring.records import Window
 from layerops.monitoring.store import SinkError

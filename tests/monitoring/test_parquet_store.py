@@ -301,7 +301,7 @@ def test_a_failed_write_leaves_nothing_visible_and_the_retry_succeeds(
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(parquet_store._OpenFile, "write_pending", disk_full)
+        patch.setattr(parquet_store.OpenFile, "write_pending", disk_full)
         patch.setattr(parquet_store, "ROW_GROUP_ROWS", 1)  # write each batch through at once
         with pytest.raises(SinkError, match="No space left"), caplog.at_level(logging.ERROR):
             store.write("m", make_batch(4))

@@ -70,6 +70,20 @@ def serve(  # noqa: PLR0913 - a typer command: each option is a parameter
             "--batching/--no-batching", help="Adaptive micro-batching (env: LAYEROPS_BATCHING; default on)"
         ),
     ] = None,
+    prediction_log: Annotated[
+        str | None,
+        typer.Option(
+            help="Where answers are logged: a folder (Parquet), postgresql://..., or off "
+            "(env: LAYEROPS_PREDICTION_LOG; default Parquet under <home>/predictions)"
+        ),
+    ] = None,
+    drift_interval: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds between drift checks of the recent logged rows; 0 disables "
+            "(env: LAYEROPS_DRIFT_INTERVAL_SECONDS; default 60)"
+        ),
+    ] = None,
     start_degraded: Annotated[
         bool, typer.Option("--start-degraded", help="Start even if a model fails to load")
     ] = False,
@@ -87,6 +101,8 @@ def serve(  # noqa: PLR0913 - a typer command: each option is a parameter
         "api_key_file": api_key_file,
         "start_degraded": start_degraded or None,
         "batching": batching,
+        "prediction_log": prediction_log,
+        "drift_interval_seconds": drift_interval,
     }
     serve_settings = serve_settings_from(settings, {k: v for k, v in flags.items() if v is not None})
     # The port first: a busy one fails in milliseconds, before any model loads, and nothing
@@ -102,7 +118,8 @@ def serve(  # noqa: PLR0913 - a typer command: each option is a parameter
         served = _preflight_in_child(serve_settings)
     typer.echo(
         f"layerops serving {served or 'no model yet'} on http://{serve_settings.host}:{serve_settings.port} "
-        f"with {serve_settings.workers} worker(s); docs at /docs",
+        f"with {serve_settings.workers} worker(s); docs at /docs; "
+        f"prediction log: {_log_target(serve_settings)}",
         err=True,
     )
     # uvicorn shuts down gracefully on SIGTERM (stop accepting, finish in-flight requests), then
@@ -126,6 +143,19 @@ def bind(host: str, port: int) -> socket.socket:
         raise LayeropsError(f"cannot serve on {host}:{port}: {reason}{hint}") from None
     listener.set_inheritable(True)  # several workers share it
     return listener
+
+
+def _log_target(settings: ServeSettings) -> str:
+    """Where answers are logged, for the start-up line (no password)."""
+    from layerops.monitoring.store import redact
+
+    if not settings.logs_predictions():
+        return "off"
+    return (
+        redact(settings.prediction_log)
+        if settings.prediction_log.strip()
+        else str(settings.home / "predictions")
+    )
 
 
 def serve_settings_from(settings: Settings, flags: dict[str, Any]) -> ServeSettings:

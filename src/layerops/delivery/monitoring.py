@@ -22,7 +22,8 @@ from layerops.delivery.models import ModelRegistry, ServedModel
 from layerops.delivery.service import Answer, InferenceRequest, RequestObserver
 from layerops.errors import LayeropsError
 from layerops.monitoring.drift import DriftDetector
-from layerops.monitoring.log import Entry, PredictionLog
+from layerops.monitoring.entries import Entry
+from layerops.monitoring.log import PredictionLog
 from layerops.monitoring.results import DriftReport
 
 log = logging.getLogger("layerops.delivery.monitoring")

@@ -22,15 +22,11 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
-import string
 import threading
 import time
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
-from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -38,9 +34,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from layerops.monitoring._parquet_files import (
+    OpenFile,
+    concat,
+    dictionary_columns,
+    file_stem,
+    model_folder,
+    model_of_folder,
+    split_by_day,
+    time_filter,
+)
 from layerops.monitoring.records import FEEDBACK_COLUMNS, Window
 from layerops.monitoring.store import (
-    LOG_TYPES,
     SinkError,
     as_utc,
     empty_feedback_frame,
@@ -54,46 +59,10 @@ logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 FEEDBACK_FOLDER = "_feedback"
-_SAFE = frozenset(string.ascii_letters + string.digits + "._-")
 _COMPRESSION = "snappy"
 ROW_GROUP_ROWS = 65_536
 """Batches are buffered into row groups of about this many rows: 4,096-row groups read ~1.4x slower.
 Buffering costs no durability: an open file is unreadable (no footer) until it is closed anyway."""
-
-
-def model_folder(model: str) -> str:
-    """The folder name of `model`: characters outside `[A-Za-z0-9._-]` percent-encoded."""
-    if model in {"", ".", ".."}:
-        raise SinkError(f"bad model name {model!r} for the prediction log: it cannot be a folder name")
-    return "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in model)
-
-
-def model_of_folder(folder: str) -> str:
-    """The model name a folder name encodes (the inverse of `model_folder`)."""
-    return unquote(folder)
-
-
-@dataclass(eq=False)
-class _OpenFile:
-    """One file being written as `partial`, renamed to `final` when closed; `pending` batches are
-    buffered until they make a row group."""
-
-    partial: Path
-    final: Path
-    sink: pa.NativeFile
-    writer: pq.ParquetWriter
-    opened: float
-    rows: int = 0
-    request_ids: set[str] = field(default_factory=set)
-    pending: list[pa.Table] = field(default_factory=list)
-    pending_rows: int = 0
-    pending_bytes: int = 0
-
-    def write_pending(self) -> None:
-        """Write the buffered batches as one row group."""
-        if self.pending:
-            self.writer.write_table(pa.concat_tables(self.pending))
-            self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
 
 
 _Key = tuple[str, date, pa.Schema]
@@ -106,7 +75,7 @@ class ParquetStore:
         self.root = Path(root)
         self.rotate_bytes = rotate_bytes
         self.rotate_seconds = rotate_seconds
-        self._open: dict[_Key, _OpenFile] = {}
+        self._open: dict[_Key, OpenFile] = {}
         self._lock = threading.Lock()
         self._closed = False
         self._warned: set[Path] = set()
@@ -132,7 +101,7 @@ class ParquetStore:
             if self._closed:
                 raise SinkError(f"the prediction log at {self.root} is closed")
             self._rotate(due_only=True)
-            for day, part in _split_by_day(table):
+            for day, part in split_by_day(table):
                 self._append((folder, day, part.schema), part)
 
     def rotate_due(self) -> None:
@@ -175,10 +144,10 @@ class ParquetStore:
         if handle.sink.tell() + handle.pending_bytes >= self.rotate_bytes:
             self._finish(key)
 
-    def _new_file(self, key: _Key) -> _OpenFile:
+    def _new_file(self, key: _Key) -> OpenFile:
         folder, day, schema = key
         directory = self.root / folder / f"date={day.isoformat()}"
-        stem = _stem()
+        stem = file_stem()
         partial = directory / f"_{stem}.parquet.inprogress"
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -187,13 +156,13 @@ class ParquetStore:
             raise SinkError(f"cannot create a prediction log file in {directory}: {exc}") from exc
         try:
             writer = pq.ParquetWriter(
-                sink, schema, compression=_COMPRESSION, use_dictionary=_dictionary_columns(schema)
+                sink, schema, compression=_COMPRESSION, use_dictionary=dictionary_columns(schema)
             )
         except (OSError, pa.ArrowException) as exc:
             sink.close()
             partial.unlink(missing_ok=True)
             raise SinkError(f"cannot start the prediction log file {partial}: {exc}") from exc
-        return _OpenFile(partial, directory / f"{stem}.parquet", sink, writer, time.monotonic())
+        return OpenFile(partial, directory / f"{stem}.parquet", sink, writer, time.monotonic())
 
     def _rotate(self, *, due_only: bool) -> None:
         """Close open files (only those past `rotate_seconds` when `due_only`); raise the first failure."""
@@ -220,7 +189,7 @@ class ParquetStore:
             raise SinkError(f"cannot close the prediction log file {handle.partial}: {exc}") from exc
         del self._open[key]
 
-    def _abandon(self, key: _Key, handle: _OpenFile) -> None:
+    def _abandon(self, key: _Key, handle: OpenFile) -> None:
         self._open.pop(key, None)
         for release in (handle.writer.close, handle.sink.close):
             try:
@@ -257,7 +226,7 @@ class ParquetStore:
             return empty_log_frame()
         # Files are mostly in time order already: sort (a costly gather) only when they are not.
         tables.sort(key=lambda t: t["time"][0].value)
-        table = _concat(tables)
+        table = concat(tables)
         order = pc.sort_indices(table["time"])
         if not np.array_equal(order.to_numpy(), np.arange(len(order))):
             table = table.take(order)
@@ -372,7 +341,7 @@ class ParquetStore:
         """`path`'s rows in [since, until) (row groups outside skipped by their statistics), or None
         with a warning (once per file) when it cannot be read."""
         try:
-            return pq.read_table(path, columns=columns, filters=_time_filter(since, until))
+            return pq.read_table(path, columns=columns, filters=time_filter(since, until))
         except (OSError, pa.ArrowException) as exc:
             if path not in self._warned:
                 self._warned.add(path)
@@ -390,7 +359,7 @@ class ParquetStore:
             return
         table = normalise_batch(pa.Table.from_pandas(feedback[list(FEEDBACK_COLUMNS)], preserve_index=False))
         directory = self.root / model_folder(model) / FEEDBACK_FOLDER
-        stem = _stem()
+        stem = file_stem()
         partial = directory / f"_{stem}.parquet.inprogress"
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -407,58 +376,5 @@ class ParquetStore:
         tables = [t for t in map(self._read_file, files) if t is not None]
         if not tables:
             return empty_feedback_frame()
-        table = _concat(tables)
+        table = concat(tables)
         return to_frame(table.take(pc.sort_indices(table["time"])))
-
-
-def _stem() -> str:
-    return f"part-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _dictionary_columns(schema: pa.Schema) -> list[str]:
-    """The columns worth dictionary encoding: strings (labels, categories, ids); floats rarely repeat."""
-    return [f.name for f in schema if pa.types.is_string(f.type)]
-
-
-def _split_by_day(table: pa.Table) -> Iterator[tuple[date, pa.Table]]:
-    """`table`'s rows grouped by the UTC day of their `time`."""
-    days = pc.cast(table["time"], pa.date32())
-    bounds = pc.min_max(days)
-    first, last = bounds["min"].as_py(), bounds["max"].as_py()
-    if first == last:
-        yield first, table
-        return
-    for day in pc.unique(days).to_pylist():
-        yield day, table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
-
-
-def _time_filter(since: datetime | None, until: datetime | None) -> pc.Expression | None:
-    moment = pc.field("time")
-    bounds = [moment >= pa.scalar(since, LOG_TYPES["time"])] if since is not None else []
-    if until is not None:
-        bounds.append(moment < pa.scalar(until, LOG_TYPES["time"]))
-    if not bounds:
-        return None
-    return bounds[0] if len(bounds) == 1 else bounds[0] & bounds[1]
-
-
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    """One table of `tables` with the union of their columns (absent → null); a column whose type
-    differs between files (a feature that changed kind) becomes a string column."""
-    if len(tables) == 1:
-        return tables[0]
-    try:
-        return pa.concat_tables(tables, promote_options="default")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        types: dict[str, set[pa.DataType]] = {}
-        for table in tables:
-            for item in table.schema:
-                types.setdefault(item.name, set()).add(item.type)
-        mixed = {name for name, kinds in types.items() if len(kinds - {pa.null()}) > 1}
-        fixed = [
-            t.cast(
-                pa.schema([pa.field(f.name, pa.string() if f.name in mixed else f.type) for f in t.schema])
-            )
-            for t in tables
-        ]
-        return pa.concat_tables(fixed, promote_options="default")
