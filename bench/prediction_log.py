@@ -225,12 +225,19 @@ def drift_speed(home: Path, name: str, bundle: Any, work: Path, rows: int) -> li
         if result.returncode not in (0, 3):
             raise SystemExit(f"layerops drift failed ({result.returncode}): {result.stderr[-2000:]}")
     best = min(timings)
+    import io
+
+    buffer = io.BytesIO()
+    bundle.reference.to_parquet(buffer, index=False, compression="zstd")
+    sample = f"reference sample {len(bundle.reference):,} rows × {bundle.reference.shape[1]} features, " + (
+        f"{buffer.tell() / 1024:.0f} KiB reference.parquet"
+    )
     size = sum(p.stat().st_size for p in log_dir.rglob("*.parquet")) / 2**20
     return [
         f"Drift on {rows:,} logged rows × 20 features ({size:.0f} MiB of Parquet, written in "
         f"{written:.1f} s): `layerops drift --json --html` took "
         f"{', '.join(f'{t:.2f}' for t in timings)} s (best {best:.2f} s; goal < 10 s: "
-        f"{'PASS' if best < 10 else 'MISS'}); report {report.stat().st_size / 1024:.0f} KiB",
+        f"{'PASS' if best < 10 else 'MISS'}); report {report.stat().st_size / 1024:.0f} KiB; {sample}",
     ]
 
 
