@@ -55,6 +55,19 @@ def test_ks_on_large_samples_equals_scipy(seed: int, small: int, large: int, shi
         assert p_value == pytest.approx(expected.pvalue, abs=TOLERANCE)
 
 
+two_or_more = st.lists(values, min_size=2, max_size=60) | st.lists(
+    st.integers(-3, 3).map(float), min_size=2, max_size=60
+)
+
+
+@given(two_or_more, two_or_more)  # with one value each, scipy's own formula divides by zero
+def test_asymptotic_ks_equals_scipys_asymp_method(reference: list[float], current: list[float]) -> None:
+    expected: Any = scipy_stats.ks_2samp(reference, current, method="asymp")
+    statistic, p_value = stats.ks_sorted(stats.prepare(reference), stats.prepare(current), exact=False)
+    assert statistic == pytest.approx(expected.statistic, abs=TOLERANCE)
+    assert p_value == pytest.approx(expected.pvalue, abs=TOLERANCE)
+
+
 @given(any_sample, any_sample)
 def test_wasserstein_equals_scipy(reference: list[float], current: list[float]) -> None:
     expected = scipy_stats.wasserstein_distance(reference, current)

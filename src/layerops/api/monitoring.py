@@ -10,7 +10,9 @@ The log is the one the server writes (`LAYEROPS_PREDICTION_LOG`, default Parquet
 
 from __future__ import annotations
 
+import importlib
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -23,6 +25,7 @@ from layerops.errors import DataError, LayeropsError, NotFoundError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from layerops.bundle import ModelBundle
     from layerops.monitoring.feedback import FeedbackResult
     from layerops.monitoring.records import Window
     from layerops.monitoring.results import DriftReport
@@ -96,18 +99,21 @@ def drift(  # noqa: PLR0913 - the window's three bounds, where to look, and the 
     versions are left out (each version has its own reference). Raises a one-line `LayeropsError`
     when there is no log, too few rows, or a bundle without a reference profile.
     """
-    from layerops.monitoring.drift import DriftDetector
-    from layerops.monitoring.performance import performance
-
+    # scipy (the tests) imports while the log is read: reading is pyarrow's C++, off the GIL.
+    tests = preload("layerops.monitoring.drift", "layerops.monitoring.performance")
     window = _window(last, since, until)
     store = _store(log, home)
     try:
         frame = store.read(name, window)
+        tests.join()
+        from layerops.monitoring.drift import DriftDetector
+        from layerops.monitoring.performance import performance
+
         if frame.empty:
             raise NotFoundError(f"no logged predictions of model {name!r} ({window.describe()}) in {store!r}")
         chosen = int(frame["version"].iloc[frame["time"].to_numpy().argmax()]) if version is None else version
         frame = frame[frame["version"] == chosen].reset_index(drop=True)
-        bundle = _context.repository(home, tracking_uri, create=False).load_bundle(name, chosen, native=False)
+        bundle = _bundle(name, chosen, home, tracking_uri)
         minimum = bundle.metadata.monitoring.min_rows
         if len(frame) < minimum:
             raise DataError(
@@ -153,6 +159,24 @@ def feedback(
         return record_feedback(store, metadata, items, now=lambda: datetime.now(UTC))
     finally:
         store.close()
+
+
+def preload(*modules: str) -> threading.Thread:
+    """Start importing `modules` in a thread (join it before using them): imports that overlap I/O."""
+
+    def load() -> None:
+        for module in modules:
+            importlib.import_module(module)
+
+    thread = threading.Thread(target=load, name="layerops-import", daemon=True)
+    thread.start()
+    return thread
+
+
+def _bundle(name: str, version: int, home: str | Path | None, tracking_uri: str | None) -> ModelBundle:
+    from layerops.repository.factory import load_bundle_quickly
+
+    return load_bundle_quickly(_context.settings(home, tracking_uri), name, version)
 
 
 def _labels_frame(labels: str | Path | pd.DataFrame) -> pd.DataFrame:

@@ -53,6 +53,7 @@ def drift(  # noqa: PLR0913 - a typer command: each option is a parameter
     from layerops.api import monitoring
 
     settings: Settings = ctx.obj
+    plots = monitoring.preload("layerops.monitoring.report") if html is not None else None
     report = monitoring.drift(
         name,
         version=version,
@@ -65,6 +66,8 @@ def drift(  # noqa: PLR0913 - a typer command: each option is a parameter
         tracking_uri=settings.tracking_uri,
     )
     if html is not None:
+        if plots is not None:
+            plots.join()
         from layerops.monitoring.report import write_html
 
         written = write_html(report, html)

@@ -109,13 +109,15 @@ class DriftDetector:
     `score(log)` returns a `DriftReport` whose `performance` is left None.
     """
 
-    def __init__(self, config: MonitoringConfig | None = None, *, bins: int = 10) -> None:
+    def __init__(self, config: MonitoringConfig | None = None, *, bins: int = 10, exact: bool = True) -> None:
         self.config = config
         self.bins = bins
+        self.exact = exact
+        """False: asymptotic KS p-values for the window too (time slices always use them)."""
 
     def get_params(self) -> dict[str, Any]:
         """The constructor's parameters (the estimator contract)."""
-        return {"config": self.config, "bins": self.bins}
+        return {"config": self.config, "bins": self.bins, "exact": self.exact}
 
     def fit(
         self, metadata: BundleMetadata, reference: pd.DataFrame | None, *, version: int | None = None
@@ -268,7 +270,7 @@ class DriftDetector:
         """KS decides; with `full`, Wasserstein and PSI too. None: too few rows."""
         if current.size < self.min_rows_:
             return None
-        statistic, p_value = ks_sorted(reference.values, current)
+        statistic, p_value = ks_sorted(reference.values, current, exact=full and self.exact)
         statistics = {"ks": statistic, "ks_p_value": p_value}
         if full:
             statistics["wasserstein"] = wasserstein_sorted(reference.values, current)
