@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from layerops.bundle import FeatureSchema
-from layerops.monitoring.entries import Entry, build_table
+from layerops.monitoring.entries import ColumnRows, Entry, build_table
 from layerops.monitoring.log import LogSettings, PredictionLog
 from layerops.monitoring.parquet_store import ParquetStore
 from layerops.monitoring.records import Window
@@ -39,7 +39,9 @@ def entry(request_id: str, rows: int = 1, *, model: str = "m", version: int = 1,
         time=time.time(),
         latency_ms=0.5,
         rows=rows,
-        inputs=lambda: {"x": x, "n": np.arange(rows, dtype=np.float32).reshape(-1, 1), "colour": colour},
+        inputs=ColumnRows(
+            {"x": x, "n": np.arange(rows, dtype=np.float32).reshape(-1, 1), "colour": colour}, rows
+        ),
         features=FEATURES,
         values=(proba > 0.5).astype(np.int64),
         probabilities=np.column_stack([1 - proba, proba]),
@@ -183,7 +185,30 @@ def _fields(item: Entry) -> dict[str, Any]:
 
 def _without_colour(item: Entry) -> Entry:
     fields = _fields(item)
-    inputs = item.inputs()
-    fields["inputs"] = lambda: {k: v for k, v in inputs.items() if k != "colour"}
+    inputs = item.inputs.columns
+    fields["inputs"] = ColumnRows({k: v for k, v in inputs.items() if k != "colour"}, item.rows)
     fields["features"] = FEATURES[:2]
     return Entry(**fields)
+
+
+def test_numeric_blocks_are_stacked_once_and_match_their_columns() -> None:
+    from layerops.delivery.feeds import Feeds
+
+    numeric = (FeatureSchema(name="a", dtype="float"), FeatureSchema(name="b", dtype="int"))
+    blocks = [np.array([[1.5, 2.0]], dtype=np.float32), np.array([[3.0, 4.0], [5.0, np.nan]], np.float32)]
+
+    def item(request_id: str, block: np.ndarray) -> Entry:
+        fields = _fields(entry(request_id, rows=len(block)))
+        fields.update(inputs=Feeds.numeric(block, ("a", "b")), features=numeric, rows=len(block))
+        return Entry(**fields)
+
+    frame = build_table([item("p", blocks[0]), item("q", blocks[1])]).to_pandas()
+    assert frame["input.a"].tolist() == [1.5, 3.0, 5.0]
+    assert frame["input.b"].iloc[:2].tolist() == [2.0, 4.0] and np.isnan(frame["input.b"].iloc[2])
+    assert frame["request_id"].tolist() == ["p", "q", "q"] and frame["row"].tolist() == [0, 0, 1]
+    # the same rows as columns (the general path) give the same table
+    columns = [ColumnRows(Feeds.numeric(b, ("a", "b")).columns, len(b)) for b in blocks]
+    general = build_table(
+        [Entry(**{**_fields(item(r, b)), "inputs": c}) for r, b, c in zip("pq", blocks, columns, strict=True)]
+    ).to_pandas()
+    pd.testing.assert_frame_equal(frame.drop(columns="time"), general.drop(columns="time"))

@@ -38,20 +38,21 @@ def log_observer(prediction_log: PredictionLog) -> RequestObserver:
     def observe(request: InferenceRequest, feeds: Feeds, answer: Answer) -> None:
         prediction = answer.prediction
         model = prediction.model
+        metadata = model.metadata
         prediction_log.record(
-            Entry(
-                model=model.name,
-                version=model.version,
-                variant=answer.variant,
-                request_id=request.request_id or uuid.uuid4().hex,
-                time=time.time(),
-                latency_ms=answer.seconds * 1000.0,
-                rows=feeds.rows,
-                inputs=lambda: feeds.columns,
-                features=model.metadata.features,
-                values=prediction.output.values,
-                probabilities=prediction.output.probabilities,
-                classes=model.metadata.classes,
+            Entry(  # positional: the fields in order (cheaper than keywords, once per request)
+                model.name,
+                model.version,
+                answer.variant,
+                request.request_id or uuid.uuid4().hex,
+                time.time(),
+                answer.seconds * 1000.0,
+                feeds.rows,
+                feeds,
+                metadata.features,
+                prediction.output.values,
+                prediction.output.probabilities,
+                metadata.classes,
             )
         )
 

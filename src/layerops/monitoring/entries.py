@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -14,16 +14,42 @@ import pyarrow as pa
 from layerops.bundle import FeatureSchema
 from layerops.monitoring.records import input_column, proba_column
 
-Inputs = Callable[[], Mapping[str, npt.NDArray[Any]]]
-"""The request's validated inputs, feature → [rows, 1] array; called on the writer thread."""
+
+class InputRows(Protocol):
+    """A request's validated inputs as the engine took them (the delivery layer's `Feeds`):
+    read on the writer thread, never on the request path."""
+
+    rows: int
+    block: npt.NDArray[Any] | None
+    """All-numeric inputs as one [rows, len(names)] block (None: use `columns`)."""
+    names: tuple[str, ...]
+
+    @property
+    def columns(self) -> Mapping[str, npt.NDArray[Any]]:
+        """Feature name → [rows, 1] array."""
+        ...
+
+
+@dataclass(frozen=True)
+class ColumnRows:
+    """`InputRows` from per-feature arrays."""
+
+    columns: Mapping[str, npt.NDArray[Any]]
+    rows: int
+    block: None = None
+    names: tuple[str, ...] = ()
+
 
 MISSING_TEXT = frozenset({""})
 """Text the engines feed for a missing category (ONNX's `MISSING_CATEGORY`): logged as null."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
-    """One answered request, as `record` hands it over: references only, converted later."""
+    """One answered request, as `record` hands it over: references only, converted later.
+
+    Not frozen: a frozen dataclass sets each field through `object.__setattr__`, and one is made
+    per request on the event loop."""
 
     model: str
     version: int
@@ -33,7 +59,7 @@ class Entry:
     """Seconds since the epoch when the answer was ready."""
     latency_ms: float
     rows: int
-    inputs: Inputs
+    inputs: InputRows
     features: Sequence[FeatureSchema]
     values: npt.NDArray[Any]
     """Class indices (classification) or values (regression), one per row."""
@@ -45,33 +71,52 @@ def build_table(entries: Sequence[Entry]) -> pa.Table:
     """One table of the log layout (`records.py`) from entries of one model (versions may differ)."""
     rows = [entry.rows for entry in entries]
     total = sum(rows)
-    features = _union_features(entries)
-    classes = _union_classes(entries)
+    single = total == len(entries)  # one row per request: nothing to repeat
+
+    def each(values: list[Any], kind: pa.DataType) -> pa.Array:
+        return pa.array(values if single else np.repeat(np.array(values, dtype=object), rows), kind)
+
     columns: dict[str, pa.Array] = {
-        "request_id": pa.array(
-            np.repeat(np.array([e.request_id for e in entries], dtype=object), rows), pa.string()
+        "request_id": each([e.request_id for e in entries], pa.string()),
+        "row": pa.array(
+            np.zeros(total, np.int32)
+            if single
+            else np.concatenate([np.arange(n, dtype=np.int32) for n in rows])
         ),
-        "row": pa.array(np.concatenate([np.arange(n, dtype=np.int32) for n in rows]), pa.int32()),
         "time": pa.array(
-            np.repeat(np.array([round(e.time * 1e6) for e in entries], dtype=np.int64), rows),
+            np.repeat(np.array([e.time for e in entries]) * 1e6, rows).round().astype(np.int64),
             pa.timestamp("us", tz="UTC"),
         ),
-        "model": pa.array(np.repeat(np.array([e.model for e in entries], dtype=object), rows), pa.string()),
-        "version": pa.array(
-            np.repeat(np.array([e.version for e in entries], dtype=np.int32), rows), pa.int32()
-        ),
-        "variant": pa.array(
-            np.repeat(np.array([e.variant for e in entries], dtype=object), rows), pa.string()
-        ),
+        "model": each([e.model for e in entries], pa.string()),
+        "version": pa.array(np.repeat(np.array([e.version for e in entries], dtype=np.int32), rows)),
+        "variant": each([e.variant for e in entries], pa.string()),
         "latency_ms": pa.array(np.repeat(np.array([e.latency_ms for e in entries]), rows), pa.float64()),
         "prediction": _predictions(entries, total),
     }
-    for label in classes:
+    for label in _union_classes(entries):
         columns[proba_column(label)] = _probabilities(entries, label, total)
-    inputs = [entry.inputs() for entry in entries]
-    for name, categorical in features.items():
-        columns[input_column(name)] = _input(entries, inputs, name, categorical)
+    stacked = _stacked(entries)
+    inputs = [] if stacked is not None else [entry.inputs.columns for entry in entries]
+    for name, categorical in _union_features(entries).items():
+        if stacked is not None:
+            column = stacked.get(name)
+            columns[input_column(name)] = pa.array(
+                np.full(total, math.nan) if column is None else column, pa.float64(), from_pandas=True
+            )
+        else:
+            columns[input_column(name)] = _input(entries, inputs, name, categorical)
     return pa.table(columns)
+
+
+def _stacked(entries: Sequence[Entry]) -> dict[str, npt.NDArray[np.float64]] | None:
+    """Every entry's numeric block stacked once, as float64 columns; None unless all have blocks
+    of the same features (the all-numeric fast path: no per-request column dicts)."""
+    names = entries[0].inputs.names
+    blocks = [entry.inputs.block for entry in entries]
+    if not names or any(b is None or e.inputs.names != names for b, e in zip(blocks, entries, strict=True)):
+        return None
+    stacked = np.concatenate(blocks).astype(np.float64, copy=False)  # type: ignore[arg-type]
+    return {name: stacked[:, i] for i, name in enumerate(names)}
 
 
 def _union_features(entries: Sequence[Entry]) -> dict[str, bool]:
