@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +62,38 @@ def service_unavailable(reason: str) -> None:
     if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
         pytest.fail(f"CI requires this service: {reason}")
     pytest.skip(reason)
+
+
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+@contextlib.contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A fresh database `layerops_test_<random>` on the local server (its URL), dropped afterwards;
+    skips (fails in CI) when PostgreSQL or its driver is missing."""
+    import importlib.util
+    import secrets
+    import socket
+
+    import sqlalchemy
+
+    if importlib.util.find_spec("psycopg") is None:
+        service_unavailable("PostgreSQL driver psycopg is not installed in this environment")
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+    except OSError as exc:
+        service_unavailable(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({exc})")
+    name = f"layerops_test_{secrets.token_hex(6)}"
+    admin = sqlalchemy.create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    except sqlalchemy.exc.OperationalError as exc:
+        admin.dispose()
+        service_unavailable(f"cannot create a database on PostgreSQL at 127.0.0.1:5432 ({exc.orig})")
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

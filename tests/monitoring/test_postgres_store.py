@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,43 +12,24 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-import sqlalchemy
 
 from layerops.monitoring.postgres_store import PostgresStore
 from layerops.monitoring.records import BASE_COLUMNS, FEEDBACK_COLUMNS, Window
 from layerops.monitoring.store import LogStore, SinkError
-from tests.conftest import service_unavailable
+from tests.conftest import POSTGRES_SERVER, fresh_postgres_database
 from tests.monitoring.test_parquet_store import START, make_batch
 
 pytestmark = pytest.mark.postgres
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
+SERVER = POSTGRES_SERVER
 
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A fresh database `layerops_test_<random>` for this module, dropped afterwards (the pattern of
     tests/repository/test_postgres.py, at module scope: creating a database takes a while)."""
-    if importlib.util.find_spec("psycopg") is None:
-        service_unavailable("PostgreSQL driver psycopg is not installed in this environment")
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
-    except OSError as exc:
-        service_unavailable(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({exc})")
-    name = f"layerops_test_{secrets.token_hex(6)}"
-    admin = sqlalchemy.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    except sqlalchemy.exc.OperationalError as exc:
-        admin.dispose()
-        service_unavailable(f"cannot create a database on PostgreSQL at 127.0.0.1:5432 ({exc.orig})")
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

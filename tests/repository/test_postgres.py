@@ -2,51 +2,27 @@
 
 from __future__ import annotations
 
-import importlib.util
-import secrets
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy
 
 from layerops.bundle import ModelBundle
 from layerops.repository import TrainingRun
 from layerops.repository.mlflow_repo import MlflowRepository
 from tests.bundle.builders import IRIS_FEATURES
-from tests.conftest import service_unavailable
+from tests.conftest import fresh_postgres_database
 
 pytestmark = pytest.mark.postgres
-
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
 @pytest.fixture
 def postgres_uri() -> Iterator[str]:
     """A fresh database `layerops_test_<random>` on the local server, dropped afterwards."""
-    if importlib.util.find_spec("psycopg") is None:
-        service_unavailable("PostgreSQL driver psycopg is not installed in this environment")
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
-    except OSError as exc:
-        service_unavailable(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({exc})")
-    name = f"layerops_test_{secrets.token_hex(6)}"
-    admin = sqlalchemy.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    except sqlalchemy.exc.OperationalError as exc:
-        admin.dispose()
-        service_unavailable(f"cannot create a database on PostgreSQL at 127.0.0.1:5432 ({exc.orig})")
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def test_register_alias_rollback_and_load_on_postgres(

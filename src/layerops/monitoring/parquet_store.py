@@ -48,6 +48,7 @@ from layerops.monitoring.records import FEEDBACK_COLUMNS, Window
 from layerops.monitoring.store import (
     SinkError,
     as_utc,
+    check_feedback_columns,
     empty_feedback_frame,
     empty_log_frame,
     normalise_batch,
@@ -352,9 +353,7 @@ class ParquetStore:
 
     def write_feedback(self, model: str, feedback: pd.DataFrame) -> None:
         """Append `feedback` as one new file of `model` (written aside, then renamed into place)."""
-        missing = [c for c in FEEDBACK_COLUMNS if c not in feedback.columns]
-        if missing:
-            raise SinkError(f"feedback for {model!r} lacks the column(s) {', '.join(missing)}")
+        check_feedback_columns(model, feedback)
         if feedback.empty:
             return
         table = normalise_batch(pa.Table.from_pandas(feedback[list(FEEDBACK_COLUMNS)], preserve_index=False))

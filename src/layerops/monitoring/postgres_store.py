@@ -33,11 +33,12 @@ from psycopg import sql as psql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from layerops.monitoring.records import FEEDBACK_COLUMNS, INPUT_PREFIX, PROBA_PREFIX, Window
+from layerops.monitoring.records import INPUT_PREFIX, PROBA_PREFIX, Window
 from layerops.monitoring.store import (
     LOG_TYPES,
     SinkError,
     as_utc,
+    check_feedback_columns,
     empty_feedback_frame,
     empty_log_frame,
     normalise_batch,
@@ -213,9 +214,7 @@ class PostgresStore:
 
     def write_feedback(self, model: str, feedback: pd.DataFrame) -> None:
         """Insert `feedback` in one transaction (label as text, and as a double when numeric)."""
-        missing = [c for c in FEEDBACK_COLUMNS if c not in feedback.columns]
-        if missing:
-            raise SinkError(f"feedback for {model!r} lacks the column(s) {', '.join(missing)}")
+        check_feedback_columns(model, feedback)
         if feedback.empty:
             return
         numeric = pd.api.types.is_numeric_dtype(feedback["label"])

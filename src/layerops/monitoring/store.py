@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from layerops.errors import LayeropsError
-from layerops.monitoring.records import BASE_COLUMNS, INPUT_PREFIX, PROBA_PREFIX, Window
+from layerops.monitoring.records import BASE_COLUMNS, FEEDBACK_COLUMNS, INPUT_PREFIX, PROBA_PREFIX, Window
 
 ACCEPTED_TARGETS = "a folder path, file:///path or postgresql://user@host:port/database"
 _CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@]*):[^@/]*@")
@@ -191,3 +191,10 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
     buffers as it goes: the caller must not use `table` afterwards."""
     frame: pd.DataFrame = table.to_pandas(split_blocks=True, self_destruct=True)
     return frame
+
+
+def check_feedback_columns(model: str, feedback: pd.DataFrame) -> None:
+    """Raise `SinkError` unless `feedback` has every feedback column."""
+    missing = [c for c in FEEDBACK_COLUMNS if c not in feedback.columns]
+    if missing:
+        raise SinkError(f"feedback for {model!r} lacks the column(s) {', '.join(missing)}")
