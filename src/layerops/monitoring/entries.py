@@ -137,8 +137,19 @@ def _union_classes(entries: Sequence[Entry]) -> list[str]:
     return list(seen)
 
 
+def _same_classes(entries: Sequence[Entry]) -> bool:
+    first = entries[0].classes
+    return all(entry.classes is first or entry.classes == first for entry in entries)
+
+
 def _predictions(entries: Sequence[Entry], total: int) -> pa.Array:
-    if entries[0].classes:  # a model's task does not change between its versions' entries here
+    classes = entries[0].classes
+    if classes and _same_classes(entries):  # one vectorised lookup (the usual case: one version)
+        indices = np.concatenate([np.asarray(e.values).ravel() for e in entries]).astype(np.intp)
+        return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(classes)).cast(
+            pa.string()
+        )
+    if classes:  # a model's task does not change between its versions' entries here
         labels: list[str | None] = []
         for entry in entries:
             names = entry.classes or ()
@@ -149,6 +160,12 @@ def _predictions(entries: Sequence[Entry], total: int) -> pa.Array:
 
 
 def _probabilities(entries: Sequence[Entry], label: str, total: int) -> pa.Array:
+    classes = entries[0].classes
+    if classes and label in classes and _same_classes(entries):
+        if all(entry.probabilities is not None for entry in entries):
+            column = list(classes).index(label)
+            stacked = np.concatenate([np.asarray(e.probabilities)[:, column] for e in entries])
+            return pa.array(stacked.astype(np.float64, copy=False), pa.float64(), from_pandas=True)
     out = np.full(total, math.nan)
     start = 0
     for entry in entries:
