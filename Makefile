@@ -101,6 +101,7 @@ bench: env
 	$(RUN) python bench/train_overhead.py
 	command -v wrk >/dev/null || (apt-get install -y wrk || (apt-get update && apt-get install -y wrk))
 	$(RUN) python bench/serve.py
+	$(RUN) python bench/prediction_log.py
 	$(RUN) python bench/soak.py
 
 # schemathesis over a real server's OpenAPI document: thousands of seeded cases (the suite runs 12
