@@ -180,7 +180,8 @@ class DriftWatcher:
         key = (model.name, model.version)
         if key not in self._detectors:
             try:
-                self._detectors[key] = DriftDetector().fit(
+                # asymptotic KS p-values: scipy's exact ones cost ~0.1 s a feature up to 10,000 rows
+                self._detectors[key] = DriftDetector(exact=False).fit(
                     model.metadata, model.reference, version=model.version
                 )
             except LayeropsError as exc:

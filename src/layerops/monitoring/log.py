@@ -91,6 +91,7 @@ class PredictionLog:
         self._stopping = threading.Event()
         self._recent: dict[tuple[str, int], deque[pa.Table]] = {}
         self._recent_rows: dict[tuple[str, int], int] = {}
+        self._busy = False  # the writer holds entries taken off the queue, not yet written
         self._thread: threading.Thread | None = None  # started by the first record
 
     # -- the request path (event loop) --------------------------------------------------------
@@ -148,15 +149,8 @@ class PredictionLog:
         while time.monotonic() < deadline:
             with self._lock:
                 idle = self._queued == 0 and not self._busy
-            if idle and not readable:
-                return True
             if idle:
-                try:
-                    self.store.flush()
-                except Exception as exc:  # a store down: the caller learns it from the result
-                    log.warning("prediction log: flush failed: %s", exc)
-                    return False
-                return True
+                return self._make_readable() if readable else True
             time.sleep(0.005)
         return False
 
@@ -174,8 +168,6 @@ class PredictionLog:
             self.store.close()
         except Exception as exc:
             log.warning("prediction log: closing the store failed: %s", exc)
-
-    _busy = False
 
     def _run(self) -> None:
         backoff = 0.1
@@ -207,11 +199,15 @@ class PredictionLog:
             time.sleep(backoff)
             backoff = min(backoff * 2, self.settings.max_backoff_seconds)
 
-    def _make_readable(self) -> None:
+    def _make_readable(self) -> bool:
+        """`store.flush()`; False (and a warning) when it failed: a Parquet store that failed here
+        has logged what it lost, a database's rows were committed at each write."""
         try:
             self.store.flush()
-        except Exception as exc:  # a store that failed here has logged what it lost
+        except Exception as exc:
             log.warning("prediction log: making the log readable failed: %s", exc)
+            return False
+        return True
 
     def _take(self) -> list[Entry]:
         taken: list[Entry] = []
