@@ -13,9 +13,8 @@ from __future__ import annotations
 import importlib
 import math
 import threading
-from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from layerops.monitoring.records import Window
     from layerops.monitoring.results import DriftReport
     from layerops.monitoring.store import LogStore
-    from layerops.repository.api import ModelRepository
+    from layerops.repository.api import RegistryReader
 
 __all__ = ["drift", "feedback", "read_log"]
 
@@ -46,21 +45,11 @@ def _store(log: str | None, home: str | Path | None) -> LogStore:
 
 
 def _window(last: int | None, since: str | datetime | None, until: str | datetime | None) -> Window:
-    from layerops.monitoring.records import Window, parse_time, since_ago
+    from layerops.monitoring.records import Window, parse_moment, parse_time
 
-    start = since if isinstance(since, datetime) or since is None else _moment(since, since_ago, parse_time)
+    start = since if isinstance(since, datetime) or since is None else parse_moment(since)
     end = until if isinstance(until, datetime) or until is None else parse_time(until)
     return Window(last=last, since=start, until=end)
-
-
-def _moment(text: str, ago: Callable[[str], datetime], when: Callable[[str], datetime]) -> datetime:
-    """`2h` (a duration back from now) or an ISO 8601 time."""
-    stripped = text.strip()
-    return (
-        ago(stripped)
-        if stripped[:1].isdigit() and stripped[-1:].isalpha() and "-" not in stripped
-        else when(stripped)
-    )
 
 
 def read_log(
@@ -147,16 +136,15 @@ def feedback(
     from layerops.monitoring.feedback import record_feedback
 
     frame = _labels_frame(labels)
-    repository = _context.repository(home, tracking_uri, create=False)
-    number = version if version is not None else _default_version(repository, name)
-    metadata = repository.load_bundle(name, number, native=False).metadata
+    number = version if version is not None else _default_version(_context.reader(home, tracking_uri), name)
+    metadata = _bundle(name, number, home, tracking_uri).metadata
     items = [
-        {k: _plain(v) for k, v in row.items() if not (k == "row" and _is_missing(v))}
+        {k: plain for k, v in row.items() if (plain := _plain(v)) is not None or k != "row"}
         for row in frame.to_dict(orient="records")
     ]
     store = _store(log, home)
     try:
-        return record_feedback(store, metadata, items, now=lambda: datetime.now(UTC))
+        return record_feedback(store, metadata, items)
     finally:
         store.close()
 
@@ -208,7 +196,7 @@ def _labels_frame(labels: str | Path | pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _default_version(repository: ModelRepository, name: str) -> int:
+def _default_version(repository: RegistryReader, name: str) -> int:
     try:
         return repository.resolve_alias(name, "production").version
     except NotFoundError:
@@ -225,7 +213,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))

@@ -110,3 +110,11 @@ def parse_time(text: str) -> datetime:
 def since_ago(text: str, *, now: datetime | None = None) -> datetime:
     """The moment a duration such as `2h` before `now` (default: the current time)."""
     return (now or datetime.now(UTC)) - parse_duration(text)
+
+
+def parse_moment(text: str, *, now: datetime | None = None) -> datetime:
+    """A duration back from `now` (`2h`: see `parse_duration`) or an ISO 8601 time (`parse_time`)."""
+    stripped = text.strip()
+    if stripped[:1].isdigit() and stripped[-1:].isalpha() and "-" not in stripped:
+        return since_ago(stripped, now=now)
+    return parse_time(stripped)
