@@ -92,8 +92,10 @@ audit: env
 		--progress-spinner off --format json --output $(AUDIT_DIR)/report.json || true
 	$(RUN) python -c "$$AUDIT_VERDICT" $(AUDIT_DIR)/report.json
 
+# The tests also cover the Prefect example (examples/orchestration/): its group is installed here only.
 test: lint audit
-	$(RUN) pytest
+	$(UV) sync --frozen --compile-bytecode --group orchestration
+	$(RUN) --group orchestration pytest
 
 bench: env
 	$(UV) sync --frozen --group bench --compile-bytecode
@@ -102,6 +104,7 @@ bench: env
 	command -v wrk >/dev/null || (apt-get install -y wrk || (apt-get update && apt-get install -y wrk))
 	$(RUN) python bench/serve.py
 	$(RUN) python bench/prediction_log.py
+	$(RUN) python bench/routing.py
 	$(RUN) python bench/soak.py
 
 # schemathesis over a real server's OpenAPI document: thousands of seeded cases (the suite runs 12

@@ -4,7 +4,8 @@ The Python API is imported on first use, so `import layerops` (and the CLI's `--
 
 >>> import layerops
 >>> sorted(name for name in layerops.__all__ if not name.startswith("_"))
-['Model', 'Server', 'TrainResult', 'drift', 'feedback', 'load', 'models', 'reproduce', 'serve', 'train']
+['Model', 'RetrainResult', 'Server', 'TrainResult', 'drift', 'feedback', 'load', 'models', 'reproduce',
+ 'retrain', 'serve', 'train']
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from layerops.version import __version__
 if TYPE_CHECKING:
     from layerops.api import (
         Model,
+        RetrainResult,
         Server,
         TrainResult,
         drift,
@@ -23,12 +25,14 @@ if TYPE_CHECKING:
         load,
         models,
         reproduce,
+        retrain,
         serve,
         train,
     )
 
 __all__ = [
     "Model",
+    "RetrainResult",
     "Server",
     "TrainResult",
     "__version__",
@@ -37,6 +41,7 @@ __all__ = [
     "load",
     "models",
     "reproduce",
+    "retrain",
     "serve",
     "train",
 ]

@@ -57,3 +57,7 @@ class OverloadedError(LayeropsError):
 
 class ModelNotReadyError(LayeropsError):
     """The model is configured but not loaded (start-up or a failed load)."""
+
+
+class PolicyError(LayeropsError):
+    """A traffic policy is invalid; the message names the file (or request) and the key path."""

@@ -24,6 +24,7 @@ def build_app(metrics: Metrics, *, keys: KeyStore | None = None) -> FastAPI:
     async def predict(name: str, request: Request) -> dict[str, str]:
         request.state.model = name
         request.state.model_version = "7"
+        request.state.model_variant = "production"
         return {"model": name}
 
     @app.get("/in-flight")
@@ -61,7 +62,7 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
 def test_requests_are_counted_and_timed_by_route_template(metrics: Metrics, client: TestClient) -> None:
     for _ in range(2):
         assert client.post("/models/iris/predict").status_code == 200
-    labels = {"model": "iris", "version": "7", "route": "/models/{name}/predict"}
+    labels = {"model": "iris", "version": "7", "variant": "production", "route": "/models/{name}/predict"}
     assert sample(metrics, "layerops_requests_total", **labels, status="200") == 2
     assert sample(metrics, "layerops_request_duration_seconds_count", **labels) == 2
     assert sample(metrics, "layerops_request_duration_seconds_bucket", **labels, le="10.0") == 2
@@ -72,9 +73,23 @@ def test_unknown_routes_and_failures_have_bounded_labels(metrics: Metrics, clien
     client.get("/no/such/path/123")
     client.get("/boom")
     assert (
-        sample(metrics, "layerops_requests_total", model="", version="", route="unmatched", status="404") == 1
+        sample(
+            metrics,
+            "layerops_requests_total",
+            model="",
+            version="",
+            variant="",
+            route="unmatched",
+            status="404",
+        )
+        == 1
     )
-    assert sample(metrics, "layerops_requests_total", model="", version="", route="/boom", status="500") == 1
+    assert (
+        sample(
+            metrics, "layerops_requests_total", model="", version="", variant="", route="/boom", status="500"
+        )
+        == 1
+    )
     assert sample(metrics, "layerops_in_flight_requests") == 0
 
 
@@ -83,7 +98,16 @@ def test_rejections_by_inner_middleware_are_counted(metrics: Metrics) -> None:
     with TestClient(build_app(metrics, keys=keys)) as client:
         assert client.post("/models/iris/predict").status_code == 401
     assert (
-        sample(metrics, "layerops_requests_total", model="", version="", route="unmatched", status="401") == 1
+        sample(
+            metrics,
+            "layerops_requests_total",
+            model="",
+            version="",
+            variant="",
+            route="unmatched",
+            status="401",
+        )
+        == 1
     )
 
 
@@ -185,7 +209,7 @@ def test_a_retired_versions_series_go_after_the_grace_period_and_a_served_one_st
     metrics = Metrics(retire_after_seconds=0.2)
 
     def record(version: str) -> None:
-        metrics.observe_request("iris", version, "/models/{name}/predict", 200, 0.001)
+        metrics.observe_request("iris", version, "production", "/models/{name}/predict", 200, 0.001)
         metrics.observe_classes("iris", version, ["setosa"])
         metrics.observe_batch("iris", version, 4, [0.001])
         metrics.observe_values("rent", version, [1.0])

@@ -3,9 +3,11 @@
 - `layerops.train(spec, data=..., alias=...)` → `TrainResult`
 - `layerops.load("iris@production")` → `Model` with `.predict(df)` (labels), `.predict_proba(df)`
 - `layerops.models.list() / show() / promote() / rollback() / history()`
+- `layerops.api.releases.gate("iris", version=3)` → `GateReport`; `releases.promote(...)` through the gate
 - `layerops.reproduce("iris@3")` → a new version rebuilt from the recorded lineage
 - `layerops.serve(["iris"])` → a running `Server` with `.url` and `.stop()`
 - `layerops.drift("iris", since="2h")` → `DriftReport`; `layerops.feedback("iris", "labels.csv")`
+- `layerops.retrain("iris", "iris.yaml", if_drift=True)` → `RetrainResult` (drift, train, gate, alias)
 
 Each name is imported on first use: `layerops.models` reads the registry without importing the
 training stack, pandas or (for the embedded repository) MLflow.
@@ -17,22 +19,26 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from layerops.api import models
+    from layerops.api import models, releases
     from layerops.api.inference import Model, load
     from layerops.api.monitoring import drift, feedback
     from layerops.api.reproduce import reproduce
+    from layerops.api.retrain import RetrainResult, retrain
     from layerops.api.serving import Server, serve
     from layerops.api.training import TrainResult, train
 
 __all__ = [
     "Model",
+    "RetrainResult",
     "Server",
     "TrainResult",
     "drift",
     "feedback",
     "load",
     "models",
+    "releases",
     "reproduce",
+    "retrain",
     "serve",
     "train",
 ]
@@ -42,6 +48,8 @@ _HOMES = {
     "feedback": "layerops.api.monitoring",
     "load": "layerops.api.inference",
     "reproduce": "layerops.api.reproduce",
+    "RetrainResult": "layerops.api.retrain",
+    "retrain": "layerops.api.retrain",
     "Server": "layerops.api.serving",
     "serve": "layerops.api.serving",
     "TrainResult": "layerops.api.training",
@@ -50,8 +58,8 @@ _HOMES = {
 
 
 def __getattr__(name: str) -> Any:
-    if name == "models":
-        return importlib.import_module("layerops.api.models")
+    if name in ("models", "releases"):
+        return importlib.import_module(f"layerops.api.{name}")
     if name in _HOMES:
         return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'layerops.api' has no attribute {name!r}")

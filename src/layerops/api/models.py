@@ -23,12 +23,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from layerops.api import _context
-from layerops.repository.api import AliasChange, ModelSummary, ModelVersion, RegistryReader, VersionDetails
+from layerops.repository.api import (
+    AliasChange,
+    ModelSummary,
+    ModelVersion,
+    RegistryReader,
+    ReleaseEvent,
+    VersionDetails,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["changes", "details", "history", "list", "promote", "rollback", "show", "summaries", "versions"]
+__all__ = [
+    "changes",
+    "details",
+    "events",
+    "history",
+    "list",
+    "promote",
+    "rollback",
+    "show",
+    "summaries",
+    "versions",
+]
 
 
 def summaries(
@@ -107,6 +125,13 @@ def changes(
     return _context.reader(home, tracking_uri).history(name)
 
 
+def events(
+    name: str, *, home: str | Path | None = None, tracking_uri: str | None = None
+) -> builtins.list[ReleaseEvent]:
+    """Every release event of `name` (gates that refused, retrains, canary steps), oldest first."""
+    return _context.reader(home, tracking_uri).events(name)
+
+
 def promote(
     name: str,
     *,
@@ -116,7 +141,11 @@ def promote(
     home: str | Path | None = None,
     tracking_uri: str | None = None,
 ) -> AliasChange:
-    """Point `alias` (default production) at `version` (default: the newest); kept in the history."""
+    """Point `alias` (default production) at `version` (default: the newest); kept in the history.
+
+    A plain alias move: nothing is scored. `layerops models promote` and
+    `layerops.api.releases.promote` go through the promotion gate first.
+    """
     repository = _context.repository(home, tracking_uri, create=False)
     target = version if version is not None else repository.list_versions(name)[0].version
     return repository.set_alias(name, alias, target, reason=reason or "promoted with layerops.models.promote")
@@ -136,12 +165,20 @@ def rollback(
 
 
 def history(name: str, *, home: str | Path | None = None, tracking_uri: str | None = None) -> pd.DataFrame:
-    """Every alias change of `name`, oldest first: when, alias, from, to, why."""
+    """Every alias change of `name`, oldest first: when, alias, from, to, why, whether forced."""
     import pandas as pd
 
+    columns = ["at", "alias", "previous", "version", "reason", "forced"]
     rows = [
-        {"at": c.at, "alias": c.alias, "previous": c.previous, "version": c.version, "reason": c.reason}
+        {
+            "at": c.at,
+            "alias": c.alias,
+            "previous": c.previous,
+            "version": c.version,
+            "reason": c.reason,
+            "forced": c.forced,
+        }
         for c in changes(name, home=home, tracking_uri=tracking_uri)
     ]
-    frame = pd.DataFrame(rows, columns=["at", "alias", "previous", "version", "reason"])
+    frame = pd.DataFrame(rows, columns=columns)
     return frame.astype({"previous": "Int64", "version": "Int64"})

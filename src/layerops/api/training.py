@@ -82,6 +82,7 @@ def train(  # noqa: PLR0913 - keyword-only options of a public function
     reporter: Reporter | None = None,
     jobs: int | None = None,
     refit_all: bool | None = None,
+    tags: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train every candidate of `spec`, rank them, register the winner as a new version.
 
@@ -90,7 +91,7 @@ def train(  # noqa: PLR0913 - keyword-only options of a public function
     version; `register=False` is a dry run that registers nothing. `jobs` bounds the threads
     every model trains on (default: the cores this process may run on). `refit_all=True` refits
     the winner on the test split too (default: the spec's `selection.refit_all`, else train +
-    validation only).
+    validation only). `tags` are added to the new version's (and its run's) lineage tags.
     """
     from layerops.repository.factory import OpenInBackground
     from layerops.training.pipeline import train as run_training
@@ -105,7 +106,7 @@ def train(  # noqa: PLR0913 - keyword-only options of a public function
     opener = (
         OpenInBackground(functools.partial(_context.repository, home, tracking_uri)) if register else None
     )
-    result = run_training(pipeline, opener, reporter=reporter, data=data, jobs=jobs)
+    result = run_training(pipeline, opener, reporter=reporter, data=data, jobs=jobs, tags=tags)
     repository = opener() if opener is not None else None
     if alias is not None and repository is not None and result.version is not None:
         repository.set_alias(pipeline.name, alias, result.version.version, reason="set by layerops.train")

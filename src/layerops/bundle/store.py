@@ -5,6 +5,8 @@ Folder layout:
     model.skops     the fitted sklearn Pipeline (raw feature frame -> prediction)
     model.onnx      optional ONNX export of the same pipeline
     reference.parquet  optional: a capped sample of training rows (raw features), for exact drift tests
+    holdout.parquet    optional: a capped sample of the test split (raw features + target), which
+                       the model never fitted on: the promotion gate's default evaluation data
     manifest.json   {"format_version", "files": {name: sha256}, "trusted_types": [...]}
 
 Trust model: the manifest pins every other file by SHA-256 and lists the skops types the saver
@@ -20,7 +22,7 @@ import importlib
 import io
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,9 @@ METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.skops"
 ONNX_FILE = "model.onnx"
 REFERENCE_FILE = "reference.parquet"
+HOLDOUT_FILE = "holdout.parquet"
 MANIFEST_FILE = "manifest.json"
-_KNOWN_FILES = frozenset({METADATA_FILE, MODEL_FILE, ONNX_FILE, REFERENCE_FILE})
+_KNOWN_FILES = frozenset({METADATA_FILE, MODEL_FILE, ONNX_FILE, REFERENCE_FILE, HOLDOUT_FILE})
 
 _TRUSTED_ROOTS = frozenset({"sklearn", "numpy", "scipy", "xgboost", "lightgbm", "collections"})
 """Top-level packages whose types a bundle may ask skops to trust."""
@@ -65,6 +68,13 @@ class ModelBundle:
     onnx_model: bytes | None = None
     reference: pd.DataFrame | None = None
     """A capped sample of the training rows (raw feature columns), the drift tests' reference."""
+    holdout: pd.DataFrame | None = None
+    """A capped sample of the held-out test split: raw feature columns plus the target column
+    (`metadata.target`; class labels as text, regression values as float). None for bundles saved
+    before it existed and for models fitted on the test split too (`selection.refit_all`)."""
+    file_bytes: dict[str, int] = field(default_factory=dict)
+    """Size of each file of the folder it was loaded from, manifest included (empty when built
+    in memory): what the bundle costs to store, download and load."""
 
 
 def save_bundle(bundle: ModelBundle, folder: Path) -> str:
@@ -96,9 +106,21 @@ def load_bundle(folder: Path, *, expected_digest: str | None = None, native: boo
     contents = {name: _verified(folder, name, digest) for name, digest in files.items()}
     metadata = _parse_metadata(contents[METADATA_FILE], folder)
     model = _load_native(contents[MODEL_FILE], trusted, folder) if native else None
-    reference = _read_reference(contents[REFERENCE_FILE], folder) if REFERENCE_FILE in contents else None
+    frames = {
+        name: _read_frame(contents[name], name, folder)
+        for name in (REFERENCE_FILE, HOLDOUT_FILE)
+        if name in contents
+    }
     return ModelBundle(
-        model=model, metadata=metadata, onnx_model=contents.get(ONNX_FILE), reference=reference
+        model=model,
+        metadata=metadata,
+        onnx_model=contents.get(ONNX_FILE),
+        reference=frames.get(REFERENCE_FILE),
+        holdout=frames.get(HOLDOUT_FILE),
+        file_bytes={
+            MANIFEST_FILE: len(manifest_bytes),
+            **{name: len(data) for name, data in contents.items()},
+        },
     )
 
 
@@ -129,6 +151,8 @@ def _write(bundle: ModelBundle, folder: Path) -> str:
     if bundle.reference is not None:
         # Written once with fixed options, so the same sample gives the same bytes (and digest).
         bundle.reference.to_parquet(folder / REFERENCE_FILE, index=False, compression="zstd")
+    if bundle.holdout is not None:
+        bundle.holdout.to_parquet(folder / HOLDOUT_FILE, index=False, compression="zstd")
     files = {path.name: _sha256(path.read_bytes()) for path in sorted(folder.iterdir())}
     manifest = {"format_version": MANIFEST_FORMAT_VERSION, "files": files, "trusted_types": trusted}
     data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
@@ -232,11 +256,11 @@ def _load_native(data: bytes, trusted: list[str], folder: Path) -> Any:
         raise BundleError(f"bundle {folder}: cannot load {MODEL_FILE}: {exc}") from exc
 
 
-def _read_reference(data: bytes, folder: Path) -> pd.DataFrame:
+def _read_frame(data: bytes, name: str, folder: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(io.BytesIO(data))
     except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise BundleError(f"bundle {folder}: {REFERENCE_FILE} is not a readable Parquet file: {exc}") from exc
+        raise BundleError(f"bundle {folder}: {name} is not a readable Parquet file: {exc}") from exc
 
 
 def _refused_types(types: list[str]) -> list[str]:

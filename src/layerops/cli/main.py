@@ -10,7 +10,6 @@ commands (`models list/show/history`, in `cli.models`) import none of it.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
 import logging
 import os
@@ -26,9 +25,10 @@ from rich.console import Console
 from layerops.cli.models import models_app
 from layerops.cli.monitoring import drift as drift_command
 from layerops.cli.monitoring import feedback as feedback_command
+from layerops.cli.options import JobsOption, progress
+from layerops.cli.retrain import retrain as retrain_command
 from layerops.cli.serve import serve as serve_command
 from layerops.errors import LayeropsError
-from layerops.training.cores import available_cores
 
 if TYPE_CHECKING:
     from layerops.repository.api import ModelRepository
@@ -89,23 +89,7 @@ def _repository(ctx: typer.Context) -> ModelRepository:
 
 def _progress(quiet: bool) -> AbstractContextManager[Reporter]:
     """Progress bars on the console, or nothing with --quiet (imports the training stack)."""
-    from layerops.cli.progress import RichReporter
-    from layerops.training.pipeline import SilentReporter
-
-    return contextlib.nullcontext(SilentReporter()) if quiet else RichReporter(console)
-
-
-JobsOption = Annotated[
-    int | None,
-    typer.Option(
-        "--jobs",
-        "-j",
-        min=1,
-        show_default=False,
-        help="Threads each model trains on (default: the cores this process may use, "
-        f"here {available_cores()})",
-    ),
-]
+    return progress(console, quiet)
 
 
 @app.command()
@@ -177,43 +161,7 @@ def train(
         console.print(f"alias {alias} → version {change.version}")
 
 
-@app.command()
-def retrain(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Registered model name.", show_default=False)],
-    version: Annotated[int | None, typer.Option(min=1, help="The version to rebuild.")] = None,
-    alias: Annotated[
-        str | None, typer.Option(help="Rebuild the version this alias points to (e.g. production).")
-    ] = None,
-    reproduce: Annotated[
-        bool,
-        typer.Option(
-            "--reproduce",
-            help="Rebuild from the recorded lineage: the same spec, data (its content hash checked "
-            "first) and seed.",
-        ),
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-    jobs: JobsOption = None,
-) -> None:
-    """Train a registered version again and register the result as a new version."""
-    if not reproduce:
-        raise typer.BadParameter("only --reproduce is supported so far", param_hint="'--reproduce'")
-    if (version is None) == (alias is None):
-        raise typer.BadParameter("give exactly one of --version and --alias", param_hint="'--version'")
-    from layerops.api.reproduce import reproduce as rebuild
-
-    settings: Settings = ctx.obj
-    ref = f"{name}@{version if version is not None else alias}"
-    options: dict[str, Any] = {"home": settings.home, "tracking_uri": settings.tracking_uri, "jobs": jobs}
-    with _progress(quiet) as reporter:
-        result = rebuild(ref, reporter=reporter, **options)
-    console.print(
-        f"reproduced {ref} as [bold]{result.name}[/bold] version {result.version} "
-        f"({result.winner}; data and seed as recorded)"
-    )
-
-
+app.command("retrain")(retrain_command)
 app.command("serve")(serve_command)
 app.command("drift")(drift_command)
 app.command("feedback")(feedback_command)

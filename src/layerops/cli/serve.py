@@ -84,6 +84,13 @@ def serve(  # noqa: PLR0913 - a typer command: each option is a parameter
             "(env: LAYEROPS_DRIFT_INTERVAL_SECONDS; default 60)"
         ),
     ] = None,
+    traffic: Annotated[
+        str | None,
+        typer.Option(
+            help="Traffic policies (canary, A/B, shadow) per model, YAML; re-read when it changes "
+            "(env: LAYEROPS_TRAFFIC_FILE; see README 'Releases')"
+        ),
+    ] = None,
     start_degraded: Annotated[
         bool, typer.Option("--start-degraded", help="Start even if a model fails to load")
     ] = False,
@@ -103,6 +110,7 @@ def serve(  # noqa: PLR0913 - a typer command: each option is a parameter
         "batching": batching,
         "prediction_log": prediction_log,
         "drift_interval_seconds": drift_interval,
+        "traffic_file": traffic,
     }
     serve_settings = serve_settings_from(settings, {k: v for k, v in flags.items() if v is not None})
     # The port first: a busy one fails in milliseconds, before any model loads, and nothing
@@ -119,7 +127,8 @@ def serve(  # noqa: PLR0913 - a typer command: each option is a parameter
     typer.echo(
         f"layerops serving {served or 'no model yet'} on http://{serve_settings.host}:{serve_settings.port} "
         f"with {serve_settings.workers} worker(s); docs at /docs; "
-        f"prediction log: {_log_target(serve_settings)}",
+        f"prediction log: {_log_target(serve_settings)}"
+        + (f"; traffic policies: {serve_settings.traffic_file}" if serve_settings.traffic_file else ""),
         err=True,
     )
     # uvicorn shuts down gracefully on SIGTERM (stop accepting, finish in-flight requests), then

@@ -33,7 +33,7 @@ from layerops.delivery.middleware import (
 from layerops.delivery.models import ServedModel
 from layerops.delivery.monitoring import DriftWatcher
 from layerops.delivery.responses import ALWAYS, error_responses
-from layerops.delivery.routes import feedback, health, native, v2
+from layerops.delivery.routes import feedback, health, native, traffic, v2
 from layerops.delivery.routes import mlflow as mlflow_scoring
 from layerops.delivery.routes.predict import predict_route
 from layerops.delivery.runtime import ServingRuntime, settle_heap
@@ -67,6 +67,7 @@ def create_app(runtime: ServingRuntime) -> FastAPI:
         v2.build_router(service),
         mlflow_scoring.build_router(service),
         feedback.build_router(service, runtime.prediction_log),
+        traffic.build_router(runtime.releases),
     ):
         app.include_router(router)
     app.include_router(health.build_router(runtime.registry, runtime.reloader))
@@ -101,6 +102,7 @@ def _lifespan(runtime: ServingRuntime) -> Callable[[FastAPI], AbstractAsyncConte
         async with anyio.create_task_group() as group:
             if interval > 0:
                 group.start_soon(runtime.reloader.poll, interval)
+            group.start_soon(_watch_releases, runtime)
             drift_every = runtime.settings.drift_interval_seconds
             if runtime.drift is not None and drift_every > 0:
                 group.start_soon(_watch_drift, runtime.drift, drift_every)
@@ -120,6 +122,26 @@ async def _watch_drift(watcher: DriftWatcher, interval: float) -> None:
             await anyio.to_thread.run_sync(watcher.check_all)
         except Exception:  # a drift check must never take the server down
             log.exception("drift check failed")
+
+
+async def _watch_releases(runtime: ServingRuntime) -> None:
+    """Every `release_interval_seconds`: the traffic file if it changed, and a canary tick; every
+    reload interval: policies stored by other processes and the variants' aliases."""
+    settings = runtime.settings
+    releases = runtime.releases
+    refresh_every = settings.reload_interval_seconds or 30.0
+    last_refresh = anyio.current_time()
+    while True:
+        await anyio.sleep(settings.release_interval_seconds)
+        try:
+            await anyio.to_thread.run_sync(releases.check_file)
+            if anyio.current_time() - last_refresh >= refresh_every:
+                last_refresh = anyio.current_time()
+                await anyio.to_thread.run_sync(releases.check_stored)
+                await anyio.to_thread.run_sync(runtime.router.refresh)
+            await anyio.to_thread.run_sync(releases.tick)
+        except Exception:  # a release check must never take the server down
+            log.exception("release check failed")
 
 
 def _metrics_route(runtime: ServingRuntime) -> Callable[[], Awaitable[Response]]:

@@ -27,6 +27,7 @@ from layerops.errors import (
     ModelNotReadyError,
     NotFoundError,
     OverloadedError,
+    PolicyError,
     RepositoryUnavailableError,
 )
 
@@ -45,6 +46,7 @@ _TABLE: list[tuple[type[LayeropsError], int, str]] = [
     (UnsupportedMediaTypeError, 415, "unsupported_media_type"),
     (MalformedBodyError, 400, "malformed_body"),
     (InputError, 422, "invalid_input"),
+    (PolicyError, 422, "invalid_policy"),
     (NotFoundError, 404, "not_found"),
     (ModelNotReadyError, 503, "model_not_ready"),
     (OverloadedError, 503, "overloaded"),

@@ -37,8 +37,8 @@ but prometheus_client then drops the `_sum` series, and with it the mean predict
 
 
 _VERSION_LABELS = ("model", "version")
-_REQUEST_LABELS = (*_VERSION_LABELS, "route", "status")
-_DURATION_LABELS = (*_VERSION_LABELS, "route")
+_REQUEST_LABELS = (*_VERSION_LABELS, "variant", "route", "status")
+_DURATION_LABELS = (*_VERSION_LABELS, "variant", "route")
 _CLASS_LABELS = (*_VERSION_LABELS, "class")
 """Label names of the per-version series (dropped together when a version is retired)."""
 
@@ -53,7 +53,7 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "layerops_requests_total",
-            "HTTP requests by model, version, route template and status.",
+            "HTTP requests by model, version, traffic variant, route template and status.",
             _REQUEST_LABELS,
             registry=r,
         )
@@ -123,10 +123,13 @@ class Metrics:
             (self.batch_queue_wait, _VERSION_LABELS),
         ]
 
-    def observe_request(self, model: str, version: str, route: str, status: int, seconds: float) -> None:
-        """Count one finished HTTP request and record its duration."""
-        self.requests.labels(model, version, route, str(status)).inc()
-        self.request_duration.labels(model, version, route).observe(seconds)
+    def observe_request(
+        self, model: str, version: str, variant: str, route: str, status: int, seconds: float
+    ) -> None:
+        """Count one finished HTTP request and record its duration (`variant`: the traffic
+        variant that answered, or the alias the model is served by)."""
+        self.requests.labels(model, version, variant, route, str(status)).inc()
+        self.request_duration.labels(model, version, variant, route).observe(seconds)
 
     def observe_classes(self, model: str, version: str, labels: Sequence[str]) -> None:
         """Count predicted class labels of a classification batch."""

@@ -18,9 +18,13 @@ from layerops.delivery.auth import KeyStore, key_store
 from layerops.delivery.metrics import Metrics
 from layerops.delivery.models import ModelLoader, ModelRegistry, ServedModel
 from layerops.delivery.monitoring import DriftWatcher, MonitoringMetrics, log_observer
+from layerops.delivery.release_metrics import ReleaseCollector, rollback_counter
+from layerops.delivery.releases import ReleaseManager
 from layerops.delivery.reload import Reloader
+from layerops.delivery.routing import TrafficRouter
 from layerops.delivery.service import InferenceService, Prediction
 from layerops.delivery.settings import ServeSettings
+from layerops.delivery.shadow import ShadowRunner
 from layerops.errors import LayeropsError
 from layerops.monitoring.log import LogSettings, PredictionLog
 from layerops.monitoring.store import open_store
@@ -46,6 +50,10 @@ class ServingRuntime:
     prediction_log: PredictionLog | None = None
     """Where every answer is logged (None: `prediction_log=off`)."""
     reloader: Reloader = field(init=False)
+    router: TrafficRouter = field(init=False)
+    """Applies traffic policies (canary, A/B, shadow) inside `service.infer`."""
+    releases: ReleaseManager = field(init=False)
+    """The traffic policies in force and the canary state machine."""
     monitoring: MonitoringMetrics = field(init=False)
     drift: DriftWatcher | None = field(init=False)
     """Checks drift over the recent logged rows (None when nothing is logged)."""
@@ -53,6 +61,18 @@ class ServingRuntime:
 
     def __post_init__(self) -> None:
         self.reloader = Reloader(self.registry, self.loader, on_swap=self._swapped, on_failure=self._failed)
+        self.router = TrafficRouter(self.registry, self.loader)
+        self.service.router = self.router
+        self.service.shadows = ShadowRunner(self.service.request_observers)
+        self.releases = ReleaseManager(
+            self.router,
+            self.repository,
+            self.reloader,
+            traffic_file=self.settings.traffic_file,
+            lease_seconds=self.settings.release_lease_seconds,
+            rollbacks=rollback_counter(self.metrics.registry),
+        )
+        self.metrics.registry.register(ReleaseCollector(self.router, self.service.shadows, self.releases))
         self.monitoring = MonitoringMetrics(self.metrics.registry, self.prediction_log)
         self.drift = (
             None
@@ -63,6 +83,8 @@ class ServingRuntime:
     def close(self) -> None:
         """The end of serving: stop the inference service, then write what the log still holds."""
         self.service.close()
+        if self.service.shadows is not None:
+            self.service.shadows.close()
         if self.prediction_log is not None:
             self.prediction_log.close()
 
@@ -70,6 +92,7 @@ class ServingRuntime:
         """The initiating phase, if nobody ran it yet: load every configured model (blocking)."""
         if not self.registry.ready():
             self.reloader.load_all(degraded=self.settings.start_degraded)
+            self.releases.start()
 
     def _swapped(self, new: ServedModel, old: ServedModel | None) -> None:
         self.metrics.observe_load(new.name, str(new.version), new.load_seconds)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,11 @@ from layerops.delivery.batching import BatchPolicy, MicroBatcher
 from layerops.delivery.engines import EngineOutput
 from layerops.delivery.feeds import Feeds
 from layerops.delivery.models import ModelLoader, ModelRegistry, ServedModel, probabilities_by_class
+from layerops.releases.analysis import Outcome
+
+if TYPE_CHECKING:
+    from layerops.delivery.routing import TrafficRouter
+    from layerops.delivery.shadow import ShadowRunner
 
 T = TypeVar("T")
 
@@ -61,8 +66,13 @@ class InferenceRequest:
     cheap: bool = True
     """False for formats that cost more per byte than JSON (CSV through pandas): always the pool."""
     request_id: str | None = None
-    routing_key: str | None = None
-    """What traffic policies will assign a variant by (a user id, a session)."""
+    header: Callable[[str], str | None] | None = None
+    """Reads a request header by name: a traffic policy's sticky key (None: the transport has none)."""
+    field: Callable[[str], str | None] | None = None
+    """Reads a field of the first input row by name: a sticky key (native JSON only; None: none)."""
+    state: dict[str, Any] | None = None
+    """The HTTP request's state: the service labels it with the model, version and variant that
+    answer (what the access log and metrics read), before predicting, so failures carry them too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +83,7 @@ class Answer:
     seconds: float
     """From resolution to the prediction, decoding included."""
     variant: str | None = None
+    """The traffic variant that answered (None: the model has no traffic policy)."""
 
     @property
     def version(self) -> int:
@@ -149,6 +160,10 @@ class InferenceService:
         self.request_observers = list(request_observers)
         self._batchers: dict[tuple[str, int], tuple[ServedModel, MicroBatcher]] = {}
         self._lock = threading.Lock()  # reload hooks retire batchers from other threads
+        self.router: TrafficRouter | None = None
+        """Applies traffic policies (canary, A/B, shadow) in `infer`; None: every request is
+        answered by the model's served version."""
+        self.shadows: ShadowRunner | None = None
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
         """Run blocking work in the bounded inference pool."""
@@ -232,13 +247,80 @@ class InferenceService:
         return Prediction(model, await self.batcher(model).submit(feeds))
 
     async def infer(self, request: InferenceRequest) -> Answer:
-        """The one entry point: resolve, decode (inline or in the pool), batch, predict, observe."""
+        """The one entry point: resolve (and route), decode (inline or in the pool), batch, predict,
+        observe; a routed request's outcome feeds the canary analysis, and its shadow gets a copy."""
         started = time.perf_counter()
-        model = await self.resolve(request.model, request.version)
+        routed = None
+        if request.version is None and self.router is not None:
+            routed = self.router.pick(request.model, request.header, request.field)
+        if routed is None:
+            model = await self.resolve(request.model, request.version)
+            variant = None
+        else:
+            model, variant = routed
+        if request.state is not None:
+            label(request.state, model, variant)
         inline = request.cheap and request.size <= INLINE_BYTES
-        feeds = await self.prepare(inline, partial(request.decode, model))
-        prediction = await self.predict_feeds(model, feeds)
-        answer = Answer(prediction, time.perf_counter() - started)
+        if variant is None:
+            feeds = await self.prepare(inline, partial(request.decode, model))
+            prediction = await self.predict_feeds(model, feeds)
+        else:
+            feeds, prediction = await self._routed(request, model, variant, inline, started)
+        answer = Answer(prediction, time.perf_counter() - started, variant)
         for observer in self.request_observers:
             observer(request, feeds, answer)
+        if routed is not None and self.shadows is not None:
+            self._shadow(request)
         return answer
+
+    async def _routed(
+        self, request: InferenceRequest, model: ServedModel, variant: str, inline: bool, started: float
+    ) -> tuple[Feeds, Prediction]:
+        """Predict for a routed request, recording its outcome for the canary analysis: a failure
+        of the server (an engine error, a timeout, overload) counts; a caller's bad input does not."""
+        assert self.router is not None
+        feeds = await self.prepare(inline, partial(request.decode, model))  # bad input: not counted
+        try:
+            prediction = await self.predict_feeds(model, feeds)
+        except BaseException:  # cancellation (a timeout) included; re-raised
+            seconds = time.perf_counter() - started
+            failed = Outcome(time.monotonic(), False, seconds, None, request.request_id)
+            self.router.observe(model.name, variant, failed)
+            raise
+        first = prediction.output.values[0] if len(prediction.output.values) else None
+        self.router.observe(
+            model.name,
+            variant,
+            Outcome(
+                time.monotonic(),
+                True,
+                time.perf_counter() - started,
+                _first_prediction(prediction, first),
+                request.request_id,
+            ),
+        )
+        return feeds, prediction
+
+    def _shadow(self, request: InferenceRequest) -> None:
+        assert self.router is not None and self.shadows is not None
+        route = self.router.route(request.model)
+        if route is None or route.shadow is None or route.policy.shadow is None:
+            return
+        self.shadows.offer(request, route.shadow, route.policy.shadow.queue_size)
+
+
+def label(state: dict[str, Any], model: ServedModel, variant: str | None) -> None:
+    """Label a request's state with what answers it (read by the access log, metrics and headers)."""
+    state["model"] = model.name
+    state["model_version"] = str(model.version)
+    state["model_variant"] = variant or model.ref
+
+
+def _first_prediction(prediction: Prediction, first: Any) -> str | float | None:
+    """The first row's label (classification) or value, for the canary's prediction distance."""
+    if first is None:
+        return None
+    classes = prediction.classes
+    if classes:
+        return classes[int(first)]
+    return float(first)

@@ -158,6 +158,13 @@ class ServeSettings(Settings):
     """A Parquet log file is closed (and readable by `layerops drift`) after this long at most."""
     drift_interval_seconds: float = Field(default=60.0, ge=0)
     """How often the server computes drift over each model's recent logged rows (0: never)."""
+    traffic_file: Path | None = None
+    """Traffic policies (canary, A/B, shadow) per model, YAML; re-read when it changes."""
+    release_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    """How often each worker reads the canary state and the lease holder analyses and decides."""
+    release_lease_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """How long a worker's lease on the canary decisions lasts without renewal (another takes
+    over after it, e.g. when the holder died)."""
     drift_window_rows: int = Field(default=10_000, ge=10)
     """Most recent logged rows per model version the server's drift check reads (kept in memory)."""
 

@@ -188,28 +188,70 @@ class Registry:
 
     # -- aliases -----------------------------------------------------------------------------
 
-    def set_alias(self, name: str, alias: str, version: int, *, reason: str = "") -> AliasChange:
-        """Point `alias` at `version`, recording the change in the history."""
-        return self._move_alias(name, alias, version, reason, rollback=False)
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        reason: str = "",
+        details: dict[str, Any] | None = None,
+        forced: bool = False,
+    ) -> AliasChange:
+        """Point `alias` at `version`, recording the change in the history (see the protocol)."""
+        return self._move_alias(name, alias, version, reason, details=details, forced=forced)
 
-    def _move_alias(self, name: str, alias: str, version: int, reason: str, *, rollback: bool) -> AliasChange:
+    def _move_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        reason: str,
+        *,
+        rollback: bool = False,
+        details: dict[str, Any] | None = None,
+        forced: bool = False,
+    ) -> AliasChange:
         model = self._model(name)
         self._mlflow_version(name, version)
         aliases = model.aliases or {}
         previous = int(aliases[alias]) if alias in aliases else None
-        change = AliasChange(name, alias, version, previous, datetime.now(UTC), reason, rollback)
+        change = AliasChange(
+            name, alias, version, previous, datetime.now(UTC), reason, rollback, forced, dict(details or {})
+        )
         if previous == version:
             return change  # nothing moved: nothing to record
         action = f"pointing alias {alias!r} of model {name!r} at version {version}"
         with translated(self._uri, action):
             self._client.set_registered_model_alias(name, alias, str(version))
-            try:
-                key = _history.next_key(dict(model.tags or {}))
-                self._client.set_registered_model_tag(name, key, _history.encode(change))
-            except BaseException:
-                self._undo_alias(name, alias, previous)
-                raise
+            self._record_change(model, change)
         return change
+
+    def remove_alias(
+        self, name: str, alias: str, *, reason: str = "", details: dict[str, Any] | None = None
+    ) -> AliasChange:
+        """Remove `alias`, recording the change in the history. Raises `NotFoundError` when unset."""
+        model = self._model(name)
+        aliases = model.aliases or {}
+        if alias not in aliases:
+            raise NotFoundError(f"model {name!r} has no alias {alias!r}")
+        previous = int(aliases[alias])
+        change = AliasChange(
+            name, alias, None, previous, datetime.now(UTC), reason, details=dict(details or {})
+        )
+        with translated(self._uri, f"removing alias {alias!r} of model {name!r}"):
+            self._client.delete_registered_model_alias(name, alias)
+            self._record_change(model, change)
+        return change
+
+    def _record_change(self, model: RegisteredModel, change: AliasChange) -> None:
+        """Write `change`'s history tag; when that fails, put the alias back where it was."""
+        try:
+            key = _history.next_key(dict(model.tags or {}))
+            self._client.set_registered_model_tag(model.name, key, _history.encode(change))
+        except BaseException:
+            self._undo_alias(model.name, change.alias, change.previous)
+            raise
 
     def _undo_alias(self, name: str, alias: str, previous: int | None) -> None:
         try:

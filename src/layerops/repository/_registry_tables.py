@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from layerops.errors import NotFoundError, RepositoryError
 from layerops.repository import _history
 from layerops.repository._layout import RUN_TAG
-from layerops.repository.api import AliasChange, ModelSummary, ModelVersion, VersionDetails
+from layerops.repository.api import AliasChange, ModelSummary, ModelVersion, ReleaseEvent, VersionDetails
 
 SCHEMA_REVISION = "dc11669786a5"
 """MLflow's alembic revision whose tables this module reads (MLflow 3.x with workspaces)."""
@@ -169,14 +169,21 @@ class RegistryTables:
 
     def history(self, name: str) -> list[AliasChange]:
         """Every alias change of `name`, oldest first."""
+        return _history.decode(name, self._tags(name, _history.HISTORY_PREFIX, "the alias history"))
+
+    def events(self, name: str) -> list[ReleaseEvent]:
+        """Every release event of `name`, oldest first. Raises `NotFoundError`."""
+        return _history.decode_events(name, self._tags(name, _history.EVENT_PREFIX, "the release events"))
+
+    def _tags(self, name: str, prefix: str, what: str) -> dict[str, str]:
         self._aliases(name)  # NotFoundError for an unknown model
-        with self._reading(f"reading the alias history of model {name!r}") as db:
+        with self._reading(f"reading {what} of model {name!r}") as db:
             rows = db.execute(
                 "SELECT key, value FROM registered_model_tags WHERE workspace = ? AND name = ? "
-                "AND key LIKE ?",
-                (WORKSPACE, name, f"{_history.HISTORY_PREFIX}%"),
+                "AND substr(key, 1, ?) = ?",
+                (WORKSPACE, name, len(prefix), prefix),
             ).fetchall()
-        return _history.decode(name, dict(rows))
+        return dict(rows)
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
         """The latest value of every metric logged on run `run_id` (empty for an unknown run)."""

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # the bundle's pydantic models take a tenth of a second to build: not for `models list`
     from layerops.bundle import ModelBundle
@@ -160,6 +160,29 @@ class AliasChange:
     reason: str
     rollback: bool = False
     """The change was a rollback (it takes the alias one step back through its history)."""
+    forced: bool = False
+    """The move was forced past a refusing promotion gate (`reason` says why)."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """The JSON numbers behind the decision (a gate report, a canary comparison); a record too
+    large for one registry tag keeps its smaller keys and `"truncated": true`."""
+
+
+RELEASE_TAG_PREFIX = "layerops.release."
+"""Registered-model tags the releases layer may keep state in (`model_tag` / `set_model_tag`)."""
+
+
+@dataclass(frozen=True)
+class ReleaseEvent:
+    """Something that happened to a model's releases that is not an alias move: a gate that
+    refused a version, a retrain that trained one, a canary step."""
+
+    name: str
+    kind: str
+    """A short machine-readable word, e.g. `gate_failed`, `retrain_trained`, `canary_step`."""
+    at: datetime
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+    """The JSON numbers behind the event (cut like `AliasChange.details` when too large)."""
 
 
 @runtime_checkable
@@ -184,6 +207,10 @@ class RegistryReader(Protocol):
 
     def history(self, name: str) -> list[AliasChange]:
         """Every alias change of `name`, oldest first."""
+        ...
+
+    def events(self, name: str) -> list[ReleaseEvent]:
+        """Every release event of `name`, oldest first. Raises `NotFoundError`."""
         ...
 
     def version_details(self, name: str, version: int) -> VersionDetails:
@@ -222,8 +249,26 @@ class ModelRepository(Protocol):
         """The version `alias` points to. Raises `NotFoundError`."""
         ...
 
-    def set_alias(self, name: str, alias: str, version: int, *, reason: str = "") -> AliasChange:
-        """Point `alias` at `version`, recording the change in the history."""
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        reason: str = "",
+        details: dict[str, Any] | None = None,
+        forced: bool = False,
+    ) -> AliasChange:
+        """Point `alias` at `version`, recording the change (with `details`, the JSON numbers
+        behind it, and whether it was `forced` past a gate) in the history. Pointing it where it
+        already points changes and records nothing."""
+        ...
+
+    def remove_alias(
+        self, name: str, alias: str, *, reason: str = "", details: dict[str, Any] | None = None
+    ) -> AliasChange:
+        """Remove `alias` (the change's `version` is None), recording it in the history; a later
+        `rollback` puts it back on the version it left. Raises `NotFoundError` when it is not set."""
         ...
 
     def rollback(self, name: str, alias: str = "production", *, reason: str = "") -> AliasChange:
@@ -232,6 +277,32 @@ class ModelRepository(Protocol):
 
     def history(self, name: str) -> list[AliasChange]:
         """Every alias change of `name`, oldest first."""
+        ...
+
+    def record_event(
+        self, name: str, kind: str, message: str, details: dict[str, Any] | None = None
+    ) -> ReleaseEvent:
+        """Record a release event of model `name` (kept like the alias history: one registered-model
+        tag each, never overwritten). Raises `NotFoundError` for an unknown model."""
+        ...
+
+    def events(self, name: str) -> list[ReleaseEvent]:
+        """Every release event of `name`, oldest first. Raises `NotFoundError`."""
+        ...
+
+    def model_tag(self, name: str, key: str) -> str | None:
+        """The value of the release state tag `key` of model `name` (None when unset).
+
+        `key` must start with `layerops.release.` (`ValueError` otherwise); an unknown model
+        raises `NotFoundError`."""
+        ...
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        """Set the release state tag `key` (starting with `layerops.release.`) of model `name`."""
+        ...
+
+    def delete_model_tag(self, name: str, key: str) -> None:
+        """Remove the release state tag `key` of model `name` (nothing happens when it is unset)."""
         ...
 
     def load_bundle(self, name: str, ref: int | str, *, native: bool = True) -> ModelBundle:

@@ -9,6 +9,7 @@ aliases and bundles to `_registry`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -28,12 +29,14 @@ from layerops.repository._layout import (
     RUN_TAG,
 )
 from layerops.repository._registry import REGISTER_TIMEOUT_S, Registry, bundle_uri
+from layerops.repository._releases import ReleaseRecords
 from layerops.repository._runs import RunLog
 from layerops.repository._sqlite_init import initialise_sqlite
 from layerops.repository.api import (
     AliasChange,
     ModelSummary,
     ModelVersion,
+    ReleaseEvent,
     RunInfo,
     TrainingRun,
     VersionDetails,
@@ -84,6 +87,7 @@ class MlflowRepository:
             ) from exc
         self._runs = RunLog(self._client, tracking_uri, artifact_root=artifact_root)
         self._registry = Registry(self._client, tracking_uri, cache_dir=cache_dir)
+        self._releases = ReleaseRecords(self._client, tracking_uri)
 
     @property
     def tracking_uri(self) -> str:
@@ -127,9 +131,24 @@ class MlflowRepository:
 
     # -- aliases -----------------------------------------------------------------------------
 
-    def set_alias(self, name: str, alias: str, version: int, *, reason: str = "") -> AliasChange:
-        """Point `alias` at `version`, recording the change in the history."""
-        return self._registry.set_alias(name, alias, version, reason=reason)
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        reason: str = "",
+        details: dict[str, Any] | None = None,
+        forced: bool = False,
+    ) -> AliasChange:
+        """Point `alias` at `version`, recording the change (with `details` and `forced`) in the history."""
+        return self._registry.set_alias(name, alias, version, reason=reason, details=details, forced=forced)
+
+    def remove_alias(
+        self, name: str, alias: str, *, reason: str = "", details: dict[str, Any] | None = None
+    ) -> AliasChange:
+        """Remove `alias`, recording the change in the history. Raises `NotFoundError` when unset."""
+        return self._registry.remove_alias(name, alias, reason=reason, details=details)
 
     def rollback(self, name: str, alias: str = "production", *, reason: str = "") -> AliasChange:
         """Move `alias` back to the version it pointed to before its last change."""
@@ -138,6 +157,30 @@ class MlflowRepository:
     def history(self, name: str) -> list[AliasChange]:
         """Every alias change of `name`, oldest first."""
         return self._registry.history(name)
+
+    # -- release events and state ------------------------------------------------------------
+
+    def record_event(
+        self, name: str, kind: str, message: str, details: dict[str, Any] | None = None
+    ) -> ReleaseEvent:
+        """Record a release event of model `name`. Raises `NotFoundError` for an unknown model."""
+        return self._releases.record_event(name, kind, message, details)
+
+    def events(self, name: str) -> list[ReleaseEvent]:
+        """Every release event of `name`, oldest first. Raises `NotFoundError`."""
+        return self._releases.events(name)
+
+    def model_tag(self, name: str, key: str) -> str | None:
+        """The release state tag `key` (`layerops.release.*`) of model `name`, or None."""
+        return self._releases.model_tag(name, key)
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        """Set the release state tag `key` (`layerops.release.*`) of model `name`."""
+        self._releases.set_model_tag(name, key, value)
+
+    def delete_model_tag(self, name: str, key: str) -> None:
+        """Remove the release state tag `key` of model `name` (unset: nothing happens)."""
+        self._releases.delete_model_tag(name, key)
 
     # -- bundles -----------------------------------------------------------------------------
 

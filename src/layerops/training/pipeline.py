@@ -142,6 +142,7 @@ def train(
     data: pd.DataFrame | None = None,
     expect_sha256: str | None = None,
     jobs: int | None = None,
+    tags: dict[str, str] | None = None,
 ) -> TrainingResult:
     """Run the whole pipeline; register the final model in `repository` unless it is None.
 
@@ -151,12 +152,13 @@ def train(
     `expect_sha256` (a reproduction), data with another content hash stops the run before training.
     Every model, and the native BLAS/OpenMP pools under them, use at most `jobs` threads (default:
     the cores this process may run on), so parallel trainings never oversubscribe the machine.
+    `tags` are added to the lineage tags of the run and the registered version (e.g. a retrain's).
     """
     threads = available_cores() if jobs is None else jobs
     if threads < 1:
         raise TrainingError(f"jobs must be at least 1, not {threads}")
     with threadpool_limits(limits=threads):
-        return _train(spec, repository, reporter or SilentReporter(), data, expect_sha256, threads)
+        return _train(spec, repository, reporter or SilentReporter(), data, expect_sha256, threads, tags)
 
 
 def _train(
@@ -166,6 +168,7 @@ def _train(
     data: pd.DataFrame | None,
     expect_sha256: str | None,
     jobs: int,
+    extra_tags: dict[str, str] | None,
 ) -> TrainingResult:
     report.stage("loading data")
     raw = training_frame(spec, data)
@@ -208,21 +211,25 @@ def _train(
     if repository is None:
         return result
     repository = repository if isinstance(repository, ModelRepository) else repository()
-    _register(spec, task, result, repository, report)
+    _register(spec, result, repository, report, extra_tags or {})
     return result
 
 
 def _register(
-    spec: PipelineSpec, task: Task, result: TrainingResult, repository: ModelRepository, report: Reporter
+    spec: PipelineSpec,
+    result: TrainingResult,
+    repository: ModelRepository,
+    report: Reporter,
+    extra_tags: dict[str, str],
 ) -> None:
-    tags = lineage.tags(result.bundle.metadata.lineage, spec)  # the run's and the version's
+    tags = {**lineage.tags(result.bundle.metadata.lineage, spec), **extra_tags}  # the run's and the version's
     report.stage("logging runs and registering the final model")
     with tempfile.TemporaryDirectory(prefix="layerops-bundle-") as tmp:
         folder = Path(tmp) / "bundle"
         save_bundle(result.bundle, folder)
         run_record = TrainingRun(
             pipeline=spec.name,
-            params=_run_params(spec, task, result.metric, result.folds),
+            params=_run_params(spec, result.task, result.metric, result.folds),
             tags=tags,
             candidates=[
                 CandidateRun(o.name, dict(o.params), o.flat_metrics(), o.resources, o.trials)

@@ -53,6 +53,7 @@ class AccessLogMiddleware:
                 "request_id": state.get("request_id"),
                 "model": state.get("model"),
                 "model_version": state.get("model_version"),
+                "model_variant": state.get("model_variant"),
                 "client": client[0] if client else None,
                 "bytes_out": bytes_out,
             }

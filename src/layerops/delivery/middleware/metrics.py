@@ -39,6 +39,7 @@ class MetricsMiddleware:
             self.metrics.observe_request(
                 str(state.get("model") or ""),
                 str(state.get("model_version") or ""),
+                str(state.get("model_variant") or ""),
                 route_template(scope) or UNMATCHED_ROUTE,
                 status,
                 time.perf_counter() - start,

@@ -31,9 +31,10 @@ from layerops.delivery.http_errors import (
     request_id_of,
 )
 from layerops.delivery.inputs import InputValidator
+from layerops.delivery.middleware import request_state
 from layerops.delivery.models import ServedModel
 from layerops.delivery.responses import error_responses
-from layerops.delivery.routes.native import json_response, mark
+from layerops.delivery.routes.native import json_response, mark, scope_header
 from layerops.delivery.service import InferenceRequest, InferenceService
 from layerops.errors import LayeropsError
 from layerops.version import __version__
@@ -251,7 +252,15 @@ def build_router(service: InferenceService) -> APIRouter:
         decode = partial(feeds_of, body=body, media=media)
         cheap = media == "application/json"  # CSV goes through pandas: always the pool
         answer = await service.infer(
-            InferenceRequest(name, decode, size=len(body), cheap=cheap, request_id=request_id)
+            InferenceRequest(
+                name,
+                decode,
+                size=len(body),
+                cheap=cheap,
+                request_id=request_id,
+                header=scope_header(request.scope),
+                state=request_state(request.scope),
+            )
         )
         prediction = answer.prediction
         return json_response(

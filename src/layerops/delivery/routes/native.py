@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from layerops.delivery.feeds import Feeds
 from layerops.delivery.http_errors import Transport, parse_json
@@ -31,14 +34,24 @@ def mark(request: Request, model: ServedModel) -> dict[str, str]:
 
 
 def mark_state(state: dict[str, Any], model: ServedModel) -> dict[str, str]:
-    """`mark` on the request's state dict (what `request.state` reads and writes)."""
+    """`mark` on the request's state dict (what `request.state` reads and writes).
+
+    The variant is the traffic variant the service routed the request to (`infer` labels the
+    state), else the alias or version the model is served by.
+    """
     state["model"] = model.name
-    state["model_version"] = str(model.version)
-    return {"X-Model-Name": model.name, "X-Model-Version": str(model.version)}
+    version = state["model_version"] = str(model.version)
+    variant = state.setdefault("model_variant", model.ref)
+    return {"X-Model-Name": model.name, "X-Model-Version": version, "X-Model-Variant": variant}
 
 
 async def predict_body(
-    service: InferenceService, state: dict[str, Any], name: str, version: int | None, body: bytes
+    service: InferenceService,
+    state: dict[str, Any],
+    name: str,
+    version: int | None,
+    body: bytes,
+    headers: Callable[[str], str | None] | None = None,
 ) -> Response:
     """The native predict answer for a raw body: one JSON object or a list of objects.
 
@@ -49,9 +62,46 @@ async def predict_body(
     def decode(model: ServedModel) -> Feeds:
         return model.validator.row_feeds(parse_json(body))
 
-    request = InferenceRequest(name, decode, version, size=len(body), request_id=state.get("request_id"))
+    request = InferenceRequest(
+        name,
+        decode,
+        version,
+        size=len(body),
+        request_id=state.get("request_id"),
+        header=headers,
+        field=partial(row_field, body),
+        state=state,
+    )
     prediction = (await service.infer(request)).prediction
     return json_response(prediction.as_dict(), headers=mark_state(state, prediction.model))
+
+
+def row_field(body: bytes, name: str) -> str | None:
+    """Field `name` of the body's (first) JSON row as text: a traffic policy's sticky key.
+
+    Parses the body once more; only a policy keyed by a field calls it. None when the body is
+    not a JSON object (or list of them) holding the field.
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    row = data[0] if isinstance(data, list) and data else data
+    value = row.get(name) if isinstance(row, dict) else None
+    return None if value is None or isinstance(value, dict | list) else str(value)
+
+
+def scope_header(scope: Scope) -> Callable[[str], str | None]:
+    """Reads one of the request's headers by name (case-insensitive), for a sticky key."""
+
+    def lookup(name: str) -> str | None:
+        wanted = name.lower().encode("latin-1")
+        for key, value in scope.get("headers", ()):
+            if key.lower() == wanted:
+                return bytes(value).decode("latin-1")
+        return None
+
+    return lookup
 
 
 def describe(model: ServedModel) -> dict[str, Any]:
@@ -83,12 +133,16 @@ def build_router(service: InferenceService) -> APIRouter:
     async def list_models() -> Response:
         return json_response({"models": [m.summary() for m in service.registry.models()]})
 
-    @router.get("/models/{name}", summary="A model's metadata and input schema")
+    @router.get("/models/{name}", summary="A model's metadata, input schema and live traffic policy")
     async def model_metadata(name: str) -> Response:
-        return json_response(describe(service.model(name)))
+        body = describe(service.model(name))
+        body["traffic"] = None if service.router is None else service.router.describe(name)
+        return json_response(body)
 
     async def _predict(request: Request, name: str, version: int | None) -> Response:
-        return await predict_body(service, request_state(request.scope), name, version, await request.body())
+        body = await request.body()
+        state = request_state(request.scope)
+        return await predict_body(service, state, name, version, body, scope_header(request.scope))
 
     @router.post(
         "/models/{name}/versions/{version}/predict",

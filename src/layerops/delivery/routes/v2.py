@@ -23,9 +23,10 @@ from layerops.delivery.http_errors import (
     answer_errors_with,
     request_id_of,
 )
+from layerops.delivery.middleware import request_state
 from layerops.delivery.models import ServedModel
 from layerops.delivery.responses import MODEL_ROUTE, error_responses
-from layerops.delivery.routes.native import json_response, mark
+from layerops.delivery.routes.native import json_response, mark, scope_header
 from layerops.delivery.routes.v2_tensors import (
     BINARY_HEADER,
     DATATYPES,
@@ -155,7 +156,13 @@ def build_router(service: InferenceService) -> APIRouter:
         decode = partial(_feeds, inference=inference, blob=blob)
         answer = await service.infer(
             InferenceRequest(
-                model_name, decode, version, size=len(body), request_id=request_id_of(request.scope)
+                model_name,
+                decode,
+                version,
+                size=len(body),
+                request_id=request_id_of(request.scope),
+                header=scope_header(request.scope),
+                state=request_state(request.scope),
             )
         )
         prediction = answer.prediction
