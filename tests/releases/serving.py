@@ -121,6 +121,9 @@ class FaultyEngine:
     inner: Any
     fail_share: float = 0.0
     delay: float = 0.0
+    wrong: bool = False
+    """Answer the next class instead of the predicted one (a model that is fast, error-free and
+    wrong: only feedback labels can tell)."""
     rng: random.Random = field(default_factory=lambda: random.Random(7))
 
     @property
@@ -136,7 +139,11 @@ class FaultyEngine:
             time.sleep(self.delay)
         if self.fail_share and self.rng.random() < self.fail_share:
             raise EngineError("deliberately broken version for the test")
-        return self.inner.predict_columns(columns)  # type: ignore[no-any-return]
+        output = self.inner.predict_columns(columns)
+        if not self.wrong:
+            return output  # type: ignore[no-any-return]
+        probabilities = np.roll(output.probabilities, 1, axis=1)
+        return EngineOutput(probabilities.argmax(axis=1), probabilities)
 
 
 def break_version(runtime: ServingRuntime, broken: int, **fault: Any) -> None:

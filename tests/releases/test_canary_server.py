@@ -16,6 +16,7 @@ import httpx
 import pytest
 import yaml
 
+from layerops.datasets import iris
 from layerops.repository.factory import open_repository
 from layerops.settings import Settings
 from tests.releases.serving import ADMIN, AUTH, Reply, iris_rows, iris_versions, send, server_process
@@ -136,3 +137,44 @@ def test_a_canary_50_ms_slower_is_rolled_back_within_the_window(home: Path, tmp_
         replies, rolled_back_at = _load_until_rolled_back(url, WINDOW_SECONDS + 8)
     numbers = _check_rollback(home, replies, rolled_back_at, "p99")
     assert numbers["canary_p99_ms"] >= 50
+
+
+def test_a_canary_answering_wrong_classes_is_rolled_back_on_feedback_labels(
+    home: Path, tmp_path: Path
+) -> None:
+    # fast, error-free and wrong: neither errors, latency nor the class mix give it away (the
+    # classes are balanced), only the labels feedback brings
+    traffic = canary_policy(tmp_path / "traffic.yaml", min_labelled=40, max_prediction_distance=None)
+    env = {
+        "LAYEROPS_TRAFFIC_FILE": str(traffic),
+        "LAYEROPS_RELEASE_INTERVAL_SECONDS": "0.2",
+        "LAYEROPS_PREDICTION_LOG": str(tmp_path / "log"),
+    }
+    frame = iris()
+    features = frame.drop(columns="species")
+    rolled_back = None
+    with (
+        server_process(home, fault={"wrong": True}, broken=2, **env) as url,
+        httpx.Client(base_url=url, headers=AUTH) as client,
+    ):
+        pending: list[dict[str, Any]] = []
+        for i in range(3000):
+            row = features.iloc[i % len(frame)].to_dict()
+            answer = client.post("/models/iris/predict", json=row, headers={"X-User-Id": f"user-{i}"})
+            assert answer.status_code == 200
+            label = str(frame["species"].iloc[i % len(frame)])
+            pending.append({"request_id": answer.headers["x-request-id"], "label": label})
+            if len(pending) == 50:
+                assert client.post("/models/iris/feedback", json=pending).status_code == 200
+                pending = []
+                canary = client.get("/admin/traffic", headers=ADMIN).json()["models"]["iris"].get("canary")
+                if canary and canary["status"] == "rolled_back":
+                    rolled_back = canary
+                    break
+    assert rolled_back is not None, "the wrong canary was never rolled back"
+    assert "accuracy" in rolled_back["reason"]
+    events = [
+        e for e in open_repository(Settings(home=home)).events("iris") if e.kind == "canary_rolled_back"
+    ]
+    numbers = events[0].details["analysis"]["numbers"]
+    assert numbers["canary_metric"] < numbers["baseline_metric"] - 0.5

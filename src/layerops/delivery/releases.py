@@ -219,7 +219,10 @@ class ReleaseManager:
         except LayeropsError:
             return ModelFacts()
         metric = metadata.lineage.spec.get("selection", {}).get("metric") if metadata.lineage.spec else None
-        return ModelFacts(task=metadata.task, metric=metric if isinstance(metric, str) else None)
+        labels = self.router.labels(name)
+        return ModelFacts(
+            task=metadata.task, metric=metric if isinstance(metric, str) else None, labels=labels or None
+        )
 
     def _promote(self, name: str, version: int) -> tuple[bool, dict[str, Any]]:
         from layerops.releases.promotion import promote

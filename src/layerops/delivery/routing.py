@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,8 +30,12 @@ log = logging.getLogger("layerops.delivery")
 
 SHADOW = "shadow"
 """The variant label of shadow predictions (logged, never answered)."""
+LABELS_KEPT = 50_000
+"""Feedback labels kept per model for the canary analysis (oldest out first)."""
 WINDOW_SECONDS = 600.0
 """The longest history of outcomes kept per variant (the canary analysis reads its own window)."""
+WINDOW_ITEMS = 20_000
+"""The most outcomes kept per variant: each is a live object the garbage collector walks."""
 
 KeyLookup = Callable[[str], str | None]
 """Reads a routing key (a header's value or a row field's value) by name; None when absent."""
@@ -49,6 +54,11 @@ class Route:
     share: float | None = None
     """The canary's share in percent (None: not a canary policy)."""
     shadow: ServedModel | None = None
+
+    @property
+    def analysed(self) -> bool:
+        """Whether each request's outcome is recorded: only a canary's analysis reads them."""
+        return self.policy.canary is not None
 
 
 @dataclass
@@ -70,13 +80,15 @@ class TrafficRouter:
         self._lock = threading.Lock()  # installs come from the release thread and admin requests
         self.counters = RoutingCounters()
         self._random = random.random
+        self._labels: dict[str, OrderedDict[str, object]] = {}
 
     # -- the request path ---------------------------------------------------------------------
 
     def pick(
         self, name: str, header: KeyLookup | None, field_of: KeyLookup | None
-    ) -> tuple[ServedModel, str] | None:
-        """The version and variant that answer a request to `name` (None: no policy, serve as before)."""
+    ) -> tuple[ServedModel, str, bool] | None:
+        """The version and variant that answer a request to `name`, and whether a canary analysis
+        watches its outcome (None: no policy, serve as before)."""
         route = self._routes.get(name)
         if route is None:
             return None
@@ -94,7 +106,7 @@ class TrafficRouter:
             point = bucket(name, key)
         variant = route.split.choose(point)
         model = route.models.get(variant)
-        return (self.registry.get(name) if model is None else model), variant
+        return (self.registry.get(name) if model is None else model), variant, route.analysed
 
     def shadow_of(self, name: str) -> ServedModel | None:
         """The shadow version of `name`, if its policy has one loaded."""
@@ -106,6 +118,22 @@ class TrafficRouter:
         window = self._windows.get((name, variant))
         if window is not None:
             window.add(outcome)
+
+    def remember_labels(self, name: str, labels: Mapping[str, object]) -> None:
+        """Keep the true labels feedback brought (request id → label) for the canary's metric check
+        (the most recent `LABELS_KEPT` per model; only models with a policy)."""
+        if name not in self._routes:
+            return
+        with self._lock:
+            kept = self._labels.setdefault(name, OrderedDict())
+            kept.update(labels)
+            while len(kept) > LABELS_KEPT:
+                kept.popitem(last=False)
+
+    def labels(self, name: str) -> dict[str, object]:
+        """A copy of the labels kept for `name`."""
+        with self._lock:
+            return dict(self._labels.get(name, {}))
 
     # -- policies -----------------------------------------------------------------------------
 
@@ -120,7 +148,7 @@ class TrafficRouter:
     def window(self, name: str, variant: str) -> OutcomeWindow:
         """The outcome window of one variant of `name` (made on first use)."""
         with self._lock:
-            return self._windows.setdefault((name, variant), OutcomeWindow(WINDOW_SECONDS))
+            return self._windows.setdefault((name, variant), OutcomeWindow(WINDOW_SECONDS, WINDOW_ITEMS))
 
     def install(self, policy: ModelPolicy, *, share: float | None = None, source: str = "") -> Route:
         """Load `policy`'s variants and make it live for its model (blocking: loads versions).

@@ -256,16 +256,18 @@ class InferenceService:
         if routed is None:
             model = await self.resolve(request.model, request.version)
             variant = None
+            analysed = False
         else:
-            model, variant = routed
+            model, variant, analysed = routed
         if request.state is not None:
             label(request.state, model, variant)
         inline = request.cheap and request.size <= INLINE_BYTES
-        if variant is None:
+        if analysed:
+            assert variant is not None
+            feeds, prediction = await self._analysed(request, model, variant, inline, started)
+        else:
             feeds = await self.prepare(inline, partial(request.decode, model))
             prediction = await self.predict_feeds(model, feeds)
-        else:
-            feeds, prediction = await self._routed(request, model, variant, inline, started)
         answer = Answer(prediction, time.perf_counter() - started, variant)
         for observer in self.request_observers:
             observer(request, feeds, answer)
@@ -273,10 +275,10 @@ class InferenceService:
             self._shadow(request)
         return answer
 
-    async def _routed(
+    async def _analysed(
         self, request: InferenceRequest, model: ServedModel, variant: str, inline: bool, started: float
     ) -> tuple[Feeds, Prediction]:
-        """Predict for a routed request, recording its outcome for the canary analysis: a failure
+        """Predict for a request a canary analysis watches, recording its outcome: a failure
         of the server (an engine error, a timeout, overload) counts; a caller's bad input does not."""
         assert self.router is not None
         feeds = await self.prepare(inline, partial(request.decode, model))  # bad input: not counted

@@ -41,6 +41,8 @@ class ModelFacts:
 
     task: str = "classification"
     metric: str | None = None
+    labels: Mapping[str, object] | None = None
+    """Request id → true label, from feedback this process received (for the metric check)."""
 
 
 class CanaryController:
@@ -118,7 +120,12 @@ class CanaryController:
         baseline_outcomes = windows(name, "baseline").latest(analysis.window_seconds)
         canary_outcomes = windows(name, "canary").recent(monotonic, analysis.window_seconds)
         comparison = compare(
-            baseline_outcomes, canary_outcomes, analysis, task=facts.task, metric=facts.metric
+            baseline_outcomes,
+            canary_outcomes,
+            analysis,
+            labels=facts.labels,
+            task=facts.task,
+            metric=facts.metric,
         )
         decision = decide(state, comparison, policy.canary, now)
         if decision.action == "hold":

@@ -59,6 +59,16 @@ def build_router(service: InferenceService, prediction_log: PredictionLog | None
         result = await anyio.to_thread.run_sync(
             partial(record_feedback, prediction_log.store, model.metadata, items)
         )
+        if service.router is not None:  # a canary compares the quality of its variants on these
+            refused_items = {rejected.index for rejected in result.rejected}
+            service.router.remember_labels(
+                name,
+                {
+                    str(item["request_id"]): item["label"]
+                    for index, item in enumerate(items)
+                    if index not in refused_items and isinstance(item, dict) and item.get("row", 0) == 0
+                },
+            )
         body_out = result.as_dict()
         if not result.rejected:
             return json_response(body_out)
