@@ -9,18 +9,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pytest
 
 import layerops
 from layerops.datasets import shipping
 from layerops.monitoring.parquet_store import ParquetStore
 from layerops.monitoring.records import input_column
-from layerops.releases.gate import GatePolicy
 
 SPEC = """
 name: shipping
@@ -98,19 +95,3 @@ def give_feedback(home: Path, ids: list[str], labels: pd.Series) -> int:
     result = layerops.feedback("shipping", frame, home=home)
     assert not result.rejected, result.rejected[:3]
     return result.stored
-
-
-def steady_latency(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Gate policies made from here on refuse a slower challenger only when it is a second slower.
-
-    The gate compares the single-row p99 latency each version's training measured; on a test
-    machine busy with other work those timings vary several-fold from one training to the next
-    (10 to 50 ms for the same linear model), which says nothing about the retraining loop. The
-    latency check itself is tested with the gate (tests/releases)."""
-    original = GatePolicy.__init__
-
-    def init(self: GatePolicy, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("min_latency_increase_ms", 1000.0)
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(GatePolicy, "__init__", init)

@@ -21,7 +21,7 @@ import yaml
 from layerops.cli.main import app
 from layerops.datasets import shipping
 from tests.conftest import service_unavailable
-from tests.retraining import log_predictions, registered_home, shifted, steady_latency
+from tests.retraining import log_predictions, registered_home, shifted
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOW = ROOT / "examples" / "orchestration" / "prefect_flow.py"
@@ -47,7 +47,6 @@ def _flow_module(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ModuleType:
 def test_the_prefect_flow_retrains_a_drifted_model_without_a_prefect_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    steady_latency(monkeypatch)
     module = _flow_module(monkeypatch, tmp_path)
     assert module.retrain_flow.name == "layerops-retrain" and module.NIGHTLY == "0 3 * * *"
     home = registered_home(tmp_path / "work")

@@ -23,12 +23,7 @@ from layerops.releases.gate import GatePolicy
 from layerops.repository.api import ReleaseEvent
 from layerops.repository.factory import open_repository
 from layerops.settings import Settings
-from tests.retraining import give_feedback, log_predictions, registered_home, shifted, steady_latency
-
-
-@pytest.fixture(autouse=True)
-def _steady_latency(monkeypatch: pytest.MonkeyPatch) -> None:
-    steady_latency(monkeypatch)
+from tests.retraining import give_feedback, log_predictions, registered_home, shifted
 
 
 def _events(home: Path) -> list[ReleaseEvent]:

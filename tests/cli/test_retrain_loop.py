@@ -15,7 +15,7 @@ from layerops.api.retrain import TRIGGER_TAG
 from layerops.datasets import shipping
 from layerops.repository.factory import open_repository
 from layerops.settings import Settings
-from tests.retraining import give_feedback, log_predictions, registered_home, shifted, steady_latency
+from tests.retraining import give_feedback, log_predictions, registered_home, shifted
 from tests.test_cli import invoke
 
 Cli = tuple[pytest.CaptureFixture[str], pytest.MonkeyPatch]
@@ -24,11 +24,6 @@ Cli = tuple[pytest.CaptureFixture[str], pytest.MonkeyPatch]
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
     return capsys, monkeypatch
-
-
-@pytest.fixture(autouse=True)
-def _steady_latency(monkeypatch: pytest.MonkeyPatch) -> None:
-    steady_latency(monkeypatch)
 
 
 def _retrain(cli: Cli, folder: Path, *args: str) -> tuple[int, str, str]:

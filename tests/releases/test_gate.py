@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -195,13 +196,14 @@ def test_latency_size_and_onnx_parity_checks(iris_frame: pd.DataFrame) -> None:
     )
     slow_big_native = replace(_with(base, latency={"single_row_p99_ms": 30.0}), file_bytes={"m": 1000})
 
-    report = evaluate(Contender(2, slow_big_native), Contender(1, incumbent), iris_frame)
+    recorded = GatePolicy(latency_calls=0)  # these checks on the latencies training recorded
+    report = evaluate(Contender(2, slow_big_native), Contender(1, incumbent), iris_frame, recorded)
 
     failed = {c.name: c.detail for c in report.checks if not c.passed}
     assert set(failed) == {"latency", "size", "onnx"} and not report.passed
     assert "30 ms vs 10 ms (3.00×)" in failed["latency"] and "(10.00×)" in failed["size"]
     assert "slower native engine" in failed["onnx"]
-    relaxed = GatePolicy(max_latency_ratio=4, max_size_ratio=20, require_onnx_parity=False)
+    relaxed = GatePolicy(max_latency_ratio=4, max_size_ratio=20, require_onnx_parity=False, latency_calls=0)
     assert evaluate(Contender(2, slow_big_native), Contender(1, incumbent), iris_frame, relaxed).passed
     capped = replace(relaxed, max_latency_ms=20.0, max_size_bytes=500)
     capped_report = evaluate(Contender(2, slow_big_native), Contender(1, incumbent), iris_frame, capped)
@@ -213,7 +215,7 @@ def test_latency_size_and_onnx_parity_checks(iris_frame: pd.DataFrame) -> None:
     calm = replace(_with(incumbent, latency={"single_row_p99_ms": 10.0, "single_row_p50_ms": 1.0}))
     (latency,) = [
         c
-        for c in evaluate(Contender(2, stalled), Contender(1, calm), iris_frame).checks
+        for c in evaluate(Contender(2, stalled), Contender(1, calm), iris_frame, recorded).checks
         if c.name == "latency"
     ]
     assert latency.passed and "a stall" in latency.detail
@@ -221,7 +223,10 @@ def test_latency_size_and_onnx_parity_checks(iris_frame: pd.DataFrame) -> None:
     quick = _with(base, latency={"single_row_p99_ms": 0.9})
     slightly_slower = replace(_with(base, latency={"single_row_p99_ms": 2.0}), file_bytes={"m": 100})
     assert evaluate(
-        Contender(2, slightly_slower), Contender(1, replace(quick, file_bytes={"m": 100})), iris_frame
+        Contender(2, slightly_slower),
+        Contender(1, replace(quick, file_bytes={"m": 100})),
+        iris_frame,
+        recorded,
     ).passed
 
 
@@ -282,3 +287,22 @@ def test_evaluation_data_must_have_the_target_and_numbers(iris_frame: pd.DataFra
     unlabelled = iris_frame.assign(species=np.nan)
     with pytest.raises(DataError, match="no rows with a value in 'species'"):
         evaluate(Contender(2, bundle), Contender(1, bundle), unlabelled)
+
+
+def test_latency_is_timed_side_by_side_at_gate_time(iris_frame: pd.DataFrame) -> None:
+    quick = iris_bundle(iris_frame)  # a logistic regression: well under a millisecond a row
+    features = iris_frame[IRIS_FEATURES]
+    forest = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=400, random_state=0))
+    forest.fit(features, iris_frame["species"])
+    slow = replace(quick, model=forest)
+    # training recorded the opposite: the gate trusts what it measures now, not those figures
+    slow = _with(slow, latency={"single_row_p99_ms": 0.1, "single_row_p50_ms": 0.1})
+
+    report = evaluate(Contender(2, slow), Contender(1, quick), iris_frame, GatePolicy(latency_calls=40))
+    same = evaluate(Contender(2, quick), Contender(1, quick), iris_frame, GatePolicy(latency_calls=40))
+
+    (latency,) = [c for c in report.checks if c.name == "latency"]
+    assert not latency.passed, latency.detail
+    assert report.challenger.p50_ms is not None and report.incumbent is not None
+    assert report.incumbent.p50_ms is not None and report.challenger.p50_ms > 5 * report.incumbent.p50_ms
+    assert [c.passed for c in same.checks if c.name == "latency"] == [True]

@@ -28,9 +28,10 @@ class ModelSide:
     metrics: dict[str, float]
     """Every metric of the task on the evaluation rows (empty when no rows were scored)."""
     p99_ms: float | None
-    """Single-row p99 latency measured at training (None: not recorded)."""
+    """Single-row p99 latency: timed at gate time side by side with the other model, else as
+    training recorded it (None: neither)."""
     p50_ms: float | None
-    """Single-row median latency measured at training (None: not recorded)."""
+    """Single-row median latency, measured like `p99_ms`."""
     size_bytes: int
     """The bundle's files together."""
     onnx: str

@@ -10,7 +10,8 @@ oriented so that positive means the challenger is better:
 - `margin=m` (m ≥ 0, "wins by at least m"): passes only when the interval's lower bound reaches
   m and lies above zero; `margin=0` is the strict gate "significantly better".
 
-Then the costs: single-row p99 latency as training measured it (refused when more than
+Then the costs: single-row p99 latency, both models timed side by side now (`latency_calls`
+interleaved native calls; 0: what training recorded) (refused when more than
 `max_latency_ratio` times the incumbent's *and* `min_latency_increase_ms` slower *and* the median
 is over the ratio too — a stall of the machine lifts the p99 of 30 timed calls, a slower model
 lifts every call — or above `max_latency_ms`), bundle size (`max_size_ratio`,
@@ -41,6 +42,7 @@ from layerops.releases.bootstrap import (
     full_value,
     paired,
 )
+from layerops.releases.latency import paired_single_row_latency
 
 __all__ = ["Check", "Contender", "GatePolicy", "GateReport", "ModelSide", "evaluate", "primary_metric"]
 
@@ -66,6 +68,9 @@ class GatePolicy:
     max_size_ratio: float = 3.0
     max_size_bytes: int | None = None
     require_onnx_parity: bool = True
+    latency_calls: int = 200
+    """Single-row calls of each model timed side by side at gate time (`releases.latency`);
+    0 compares the latencies training recorded instead."""
 
     def __post_init__(self) -> None:
         problems = [
@@ -134,7 +139,18 @@ def evaluate(
         metric, outputs[0], outputs[1],
         higher_is_better=higher, resamples=policy.resamples, confidence=policy.confidence, seed=policy.seed,
     )  # fmt: skip
-    new, old = _side(challenger, metrics[0]), _side(incumbent, metrics[1])
+    measured: list[tuple[float, float] | None] = [None, None]
+    if (
+        policy.latency_calls > 0
+        and challenger.bundle.model is not None
+        and incumbent.bundle.model is not None
+    ):
+        measured = list(
+            paired_single_row_latency(
+                [challenger.bundle, incumbent.bundle], frame, calls=policy.latency_calls
+            )
+        )
+    new, old = _side(challenger, metrics[0], measured[0]), _side(incumbent, metrics[1], measured[1])
     checks = [
         _metric_check(metric, interval, policy),
         _latency_check(new, old, policy),
@@ -180,7 +196,9 @@ def _who(contender: Contender) -> str:
     return f"{name} v{contender.version}" if contender.version is not None else name
 
 
-def _side(contender: Contender, metrics: dict[str, float]) -> ModelSide:
+def _side(
+    contender: Contender, metrics: dict[str, float], measured: tuple[float, float] | None = None
+) -> ModelSide:
     metadata = contender.bundle.metadata
     onnx = metadata.onnx
     error = onnx.max_abs_error
@@ -193,8 +211,9 @@ def _side(contender: Contender, metrics: dict[str, float]) -> ModelSide:
     else:
         state = f"none ({onnx.reason or 'not converted'})"
     latency = metadata.latency
+    p50, p99 = measured if measured is not None else (latency.get(MEDIAN_KEY), latency.get(LATENCY_KEY))
     return ModelSide(
-        contender.version, metadata.candidate, metrics, latency.get(LATENCY_KEY), latency.get(MEDIAN_KEY),
+        contender.version, metadata.candidate, metrics, p99, p50,
         bundle_size(contender.bundle), state, valid,
     )  # fmt: skip
 
