@@ -104,12 +104,10 @@ class ReleaseManager:
 
     def check_stored(self) -> bool:
         """Apply policies stored (or removed) through the admin route by any process."""
-        changed = False
-        for name in list(self.router_models()):
-            value = self._stored_policy(name)
-            if value != self._stored.get(name):
-                changed = True
-        return self._apply_all(strict=False) if changed else True
+        stored = {name: self._stored_policy(name) for name in self.router_models()}
+        if all(value == self._stored.get(name) for name, value in stored.items()):
+            return True
+        return self._apply_all(strict=False, stored=stored)
 
     def router_models(self) -> list[str]:
         """The names of the models this server serves."""
@@ -143,26 +141,30 @@ class ReleaseManager:
         except NotFoundError:
             return None
 
-    def _apply_all(self, *, strict: bool) -> bool:
-        """Install every model's policy (stored over file); a failing one keeps its running route."""
+    def _apply_all(self, *, strict: bool, stored: dict[str, str | None] | None = None) -> bool:
+        """Install every model's policy (stored over file); a failing one keeps its running route.
+
+        `stored`: each model's stored policy when the caller has just read them (else read here).
+        """
         ok = True
-        for name in self.router_models():
-            stored = self._stored_policy(name)
+        if stored is None:
+            stored = {name: self._stored_policy(name) for name in self.router_models()}
+        for name, text in stored.items():
             try:
-                if stored is not None:
+                if text is not None:
                     policy: ModelPolicy | None = parse_model_policy(
-                        name, json.loads(stored), f"policy of {name} stored by PUT /admin/traffic"
+                        name, json.loads(text), f"policy of {name} stored by PUT /admin/traffic"
                     )
                 else:
                     policy = self._file_policies.get(name)
-                source = f"{self.traffic_file}" if stored is None else f"stored policy of {name}"
+                source = f"{self.traffic_file}" if text is None else f"stored policy of {name}"
                 if policy is None:
                     self.router.remove(name)
                 else:
                     live = self.router.route(name)
                     if live is None or live.policy != policy:
                         self.router.install(policy, share=self._share(name, policy), source=source)
-                self._stored[name] = stored
+                self._stored[name] = text
             except (LayeropsError, ValueError) as exc:
                 ok = False
                 self.reload_failures += 1

@@ -17,9 +17,11 @@ import logging
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import orjson
 
 from layerops.delivery.models import ModelLoader, ModelRegistry, ServedModel
 from layerops.errors import LayeropsError, NotFoundError, PolicyError
@@ -36,9 +38,6 @@ WINDOW_SECONDS = 600.0
 """The longest history of outcomes kept per variant (the canary analysis reads its own window)."""
 WINDOW_ITEMS = 20_000
 """The most outcomes kept per variant: each is a live object the garbage collector walks."""
-
-KeyLookup = Callable[[str], str | None]
-"""Reads a routing key (a header's value or a row field's value) by name; None when absent."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ class TrafficRouter:
     # -- the request path ---------------------------------------------------------------------
 
     def pick(
-        self, name: str, header: KeyLookup | None, field_of: KeyLookup | None
+        self, name: str, headers: Sequence[tuple[bytes, bytes]], json_body: bytes | None
     ) -> tuple[ServedModel, str, bool] | None:
         """The version and variant that answer a request to `name`, and whether a canary analysis
         watches its outcome (None: no policy, serve as before)."""
@@ -95,8 +94,10 @@ class TrafficRouter:
         sticky = route.policy.sticky
         key = None
         if sticky is not None:
-            lookup, wanted = (header, sticky.header) if sticky.header else (field_of, sticky.field)
-            key = lookup(wanted) if lookup is not None and wanted else None
+            if sticky.header:
+                key = header_value(headers, sticky.header)
+            elif sticky.field and json_body is not None:
+                key = row_field(json_body, sticky.field)
         if key is None:
             if sticky is not None:
                 counts = self.counters.random_assignments
@@ -259,3 +260,27 @@ class TrafficRouter:
 
     def _load_shadow(self, name: str, alias: str, current: Route | None) -> ServedModel:
         return self._load(name, alias, current, SHADOW)
+
+
+def header_value(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
+    """The value of header `name` (case-insensitive) in raw ASGI headers; None when absent."""
+    wanted = name.lower().encode("latin-1")
+    for key, value in headers:
+        if key.lower() == wanted:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def row_field(body: bytes, name: str) -> str | None:
+    """Field `name` of the body's (first) JSON row as text: a sticky key.
+
+    Parses the body once more; only a policy keyed by a field calls it. None when the body is not
+    a JSON object (or list of them) holding the field.
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    row = data[0] if isinstance(data, list) and data else data
+    value = row.get(name) if isinstance(row, dict) else None
+    return None if value is None or isinstance(value, dict | list) else str(value)

@@ -66,10 +66,11 @@ class InferenceRequest:
     cheap: bool = True
     """False for formats that cost more per byte than JSON (CSV through pandas): always the pool."""
     request_id: str | None = None
-    header: Callable[[str], str | None] | None = None
-    """Reads a request header by name: a traffic policy's sticky key (None: the transport has none)."""
-    field: Callable[[str], str | None] | None = None
-    """Reads a field of the first input row by name: a sticky key (native JSON only; None: none)."""
+    headers: Sequence[tuple[bytes, bytes]] = ()
+    """The raw HTTP headers (the ASGI scope's list): a traffic policy may key on one."""
+    json_body: bytes | None = None
+    """The raw JSON body of a native predict call: a traffic policy may key on a field of its
+    first row (other transports: None)."""
     state: dict[str, Any] | None = None
     """The HTTP request's state: the service labels it with the model, version and variant that
     answer (what the access log and metrics read), before predicting, so failures carry them too."""
@@ -252,7 +253,7 @@ class InferenceService:
         started = time.perf_counter()
         routed = None
         if request.version is None and self.router is not None:
-            routed = self.router.pick(request.model, request.header, request.field)
+            routed = self.router.pick(request.model, request.headers, request.json_body)
         if routed is None:
             model = await self.resolve(request.model, request.version)
             variant = None
@@ -289,7 +290,6 @@ class InferenceService:
             failed = Outcome(time.monotonic(), False, seconds, None, request.request_id)
             self.router.observe(model.name, variant, failed)
             raise
-        first = prediction.output.values[0] if len(prediction.output.values) else None
         self.router.observe(
             model.name,
             variant,
@@ -297,7 +297,7 @@ class InferenceService:
                 time.monotonic(),
                 True,
                 time.perf_counter() - started,
-                _first_prediction(prediction, first),
+                _first_prediction(prediction),
                 request.request_id,
             ),
         )
@@ -318,11 +318,10 @@ def label(state: dict[str, Any], model: ServedModel, variant: str | None) -> Non
     state["model_variant"] = variant or model.ref
 
 
-def _first_prediction(prediction: Prediction, first: Any) -> str | float | None:
+def _first_prediction(prediction: Prediction) -> str | float | None:
     """The first row's label (classification) or value, for the canary's prediction distance."""
-    if first is None:
+    values = prediction.output.values
+    if not len(values):
         return None
     classes = prediction.classes
-    if classes:
-        return classes[int(first)]
-    return float(first)
+    return classes[int(values[0])] if classes else float(values[0])

@@ -34,7 +34,7 @@ from layerops.delivery.inputs import InputValidator
 from layerops.delivery.middleware import request_state
 from layerops.delivery.models import ServedModel
 from layerops.delivery.responses import error_responses
-from layerops.delivery.routes.native import json_response, mark, scope_header
+from layerops.delivery.routes.native import json_response, mark
 from layerops.delivery.service import InferenceRequest, InferenceService
 from layerops.errors import LayeropsError
 from layerops.version import __version__
@@ -258,7 +258,7 @@ def build_router(service: InferenceService) -> APIRouter:
                 size=len(body),
                 cheap=cheap,
                 request_id=request_id,
-                header=scope_header(request.scope),
+                headers=request.scope["headers"],
                 state=request_state(request.scope),
             )
         )

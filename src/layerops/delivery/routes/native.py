@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
-from starlette.types import Scope
 
 from layerops.delivery.feeds import Feeds
 from layerops.delivery.http_errors import Transport, parse_json
 from layerops.delivery.middleware import request_state
 from layerops.delivery.models import ServedModel
 from layerops.delivery.responses import MODEL_ROUTE, PREDICT_ROUTE, error_responses
-from layerops.delivery.service import InferenceRequest, InferenceService
+from layerops.delivery.service import InferenceRequest, InferenceService, label
 
 PREDICT_PATH = "/models/{name}/predict"
 """The native predict route of a model's served version (`routes/predict.py`)."""
@@ -39,10 +37,12 @@ def mark_state(state: dict[str, Any], model: ServedModel) -> dict[str, str]:
     The variant is the traffic variant the service routed the request to (`infer` labels the
     state), else the alias or version the model is served by.
     """
-    state["model"] = model.name
-    version = state["model_version"] = str(model.version)
-    variant = state.setdefault("model_variant", model.ref)
-    return {"X-Model-Name": model.name, "X-Model-Version": version, "X-Model-Variant": variant}
+    label(state, model, state.get("model_variant"))
+    return {
+        "X-Model-Name": model.name,
+        "X-Model-Version": state["model_version"],
+        "X-Model-Variant": state["model_variant"],
+    }
 
 
 async def predict_body(
@@ -51,7 +51,7 @@ async def predict_body(
     name: str,
     version: int | None,
     body: bytes,
-    headers: Callable[[str], str | None] | None = None,
+    headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> Response:
     """The native predict answer for a raw body: one JSON object or a list of objects.
 
@@ -68,40 +68,12 @@ async def predict_body(
         version,
         size=len(body),
         request_id=state.get("request_id"),
-        header=headers,
-        field=partial(row_field, body),
+        headers=headers,
+        json_body=body,
         state=state,
     )
     prediction = (await service.infer(request)).prediction
     return json_response(prediction.as_dict(), headers=mark_state(state, prediction.model))
-
-
-def row_field(body: bytes, name: str) -> str | None:
-    """Field `name` of the body's (first) JSON row as text: a traffic policy's sticky key.
-
-    Parses the body once more; only a policy keyed by a field calls it. None when the body is
-    not a JSON object (or list of them) holding the field.
-    """
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    row = data[0] if isinstance(data, list) and data else data
-    value = row.get(name) if isinstance(row, dict) else None
-    return None if value is None or isinstance(value, dict | list) else str(value)
-
-
-def scope_header(scope: Scope) -> Callable[[str], str | None]:
-    """Reads one of the request's headers by name (case-insensitive), for a sticky key."""
-
-    def lookup(name: str) -> str | None:
-        wanted = name.lower().encode("latin-1")
-        for key, value in scope.get("headers", ()):
-            if key.lower() == wanted:
-                return bytes(value).decode("latin-1")
-        return None
-
-    return lookup
 
 
 def describe(model: ServedModel) -> dict[str, Any]:
@@ -142,7 +114,7 @@ def build_router(service: InferenceService) -> APIRouter:
     async def _predict(request: Request, name: str, version: int | None) -> Response:
         body = await request.body()
         state = request_state(request.scope)
-        return await predict_body(service, state, name, version, body, scope_header(request.scope))
+        return await predict_body(service, state, name, version, body, request.scope["headers"])
 
     @router.post(
         "/models/{name}/versions/{version}/predict",

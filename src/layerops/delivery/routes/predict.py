@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from layerops.delivery.http_errors import domain_error_response
 from layerops.delivery.middleware import request_state
-from layerops.delivery.routes.native import PREDICT_PATH, predict_body, scope_header
+from layerops.delivery.routes.native import PREDICT_PATH, predict_body
 from layerops.delivery.service import InferenceService
 from layerops.errors import LayeropsError
 
@@ -38,7 +38,7 @@ class PredictEndpoint:
         state = request_state(scope)
         try:
             name = scope["path_params"]["name"]
-            response = await predict_body(self.service, state, name, None, body, scope_header(scope))
+            response = await predict_body(self.service, state, name, None, body, scope["headers"])
         except LayeropsError as exc:
             response = domain_error_response(exc, request_id=state.get("request_id"))
         await response(scope, receive, send)

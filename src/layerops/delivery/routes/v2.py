@@ -26,7 +26,7 @@ from layerops.delivery.http_errors import (
 from layerops.delivery.middleware import request_state
 from layerops.delivery.models import ServedModel
 from layerops.delivery.responses import MODEL_ROUTE, error_responses
-from layerops.delivery.routes.native import json_response, mark, scope_header
+from layerops.delivery.routes.native import json_response, mark
 from layerops.delivery.routes.v2_tensors import (
     BINARY_HEADER,
     DATATYPES,
@@ -161,7 +161,7 @@ def build_router(service: InferenceService) -> APIRouter:
                 version,
                 size=len(body),
                 request_id=request_id_of(request.scope),
-                header=scope_header(request.scope),
+                headers=request.scope["headers"],
                 state=request_state(request.scope),
             )
         )
