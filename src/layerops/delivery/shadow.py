@@ -22,6 +22,8 @@ from layerops.errors import LayeropsError
 log = logging.getLogger("layerops.delivery")
 
 SHADOW_VARIANT = "shadow"
+FAILURES_LOGGED_EVERY = 1000
+"""After its first failure (logged with its traceback), a shadow's failures are logged as a count."""
 
 
 @dataclass
@@ -46,6 +48,7 @@ class _ShadowLane:
         self._queue: queue.Queue[tuple[InferenceRequest, ServedModel] | None] = queue.Queue(maxsize=size)
         self._observers = observers
         self._counters = counters
+        self._failures = 0
         self._thread = threading.Thread(target=self._run, name=f"layerops-shadow-{name}", daemon=True)
         self._thread.start()
 
@@ -77,7 +80,15 @@ class _ShadowLane:
                 continue
             except Exception:  # a broken shadow must never reach the caller or stop the lane
                 self._counters.add(self.name, "error")
-                log.warning("shadow %s v%s failed", model.name, model.version, exc_info=True)
+                self._failures += 1
+                # A broken shadow fails on every copy: a traceback for each would cost the server
+                # CPU (and the callers latency) and flood the log. The first one, then a count.
+                if self._failures == 1:
+                    log.warning("shadow %s v%s failed", model.name, model.version, exc_info=True)
+                elif self._failures % FAILURES_LOGGED_EVERY == 0:
+                    log.warning(
+                        "shadow %s v%s: %d copies failed so far", model.name, model.version, self._failures
+                    )
                 continue
             answer = Answer(Prediction(model, output), time.perf_counter() - started, SHADOW_VARIANT)
             self._counters.add(self.name, "ok")
