@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from layerops.delivery.runtime import ServingRuntime
+from tests.cli.conftest import layerops as run_layerops
 from tests.releases.serving import (
     ADMIN,
     AUTH,
@@ -230,3 +231,19 @@ def test_bad_policies_are_refused_with_one_line_and_the_running_one_stays(home: 
         assert stored is not None and json.loads(stored)["ab"]["variants"][1]["name"] == "only"
         assert admin.delete("/admin/traffic/iris").status_code == 200
         assert runtime.repository.model_tag("iris", "layerops.release.policy") is None
+
+
+def test_a_bad_traffic_file_stops_serve_at_start_with_one_line(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "models:\n  iris:\n    ab: {variants: [{name: a, alias: production, weight: 60},"
+        " {name: b, version: 2, weight: 30}]}\n",
+        encoding="utf-8",
+    )
+    result = run_layerops(
+        "--home", str(home), "serve", "--model", "iris", "--port", "0", "--traffic", str(bad), cwd=tmp_path
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error:") and "weights sum to 90, not 100" in lines[-1]
+    assert "layerops serving" not in result.stderr  # it never claimed to serve

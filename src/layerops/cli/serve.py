@@ -121,7 +121,7 @@ def serve(  # noqa: PLR0913 - a typer command: each option is a parameter
     # supervisor checks in a child process and stays small (it would hold every model for nothing).
     if serve_settings.workers == 1:
         app = app_from_settings(serve_settings)
-        served = preflight(app, serve_settings.start_degraded)
+        served = preflight(app)
     else:
         served = _preflight_in_child(serve_settings)
     typer.echo(
@@ -231,16 +231,17 @@ def run_server(settings: ServeSettings, app: FastAPI | None, listener: socket.so
         raise LayeropsError(f"could not start the server on {settings.host}:{settings.port}")
 
 
-def preflight(app: FastAPI, degraded: bool) -> str:
-    """Run `app`'s initiating phase now (raises `LayeropsError`); describe what it serves."""
+def preflight(app: FastAPI) -> str:
+    """Run `app`'s initiating phase now: its models, then its traffic policies (raises
+    `LayeropsError`); describe what it serves."""
     runtime = app.state.runtime
-    runtime.reloader.load_all(degraded=degraded)
+    runtime.start()
     return ", ".join(f"{m.name} v{m.version} ({m.engine.name})" for m in runtime.registry.models())
 
 
 def _preflight_child(settings: ServeSettings, answers: Connection) -> None:
     try:
-        answers.send(("ok", preflight(app_from_settings(settings), settings.start_degraded)))
+        answers.send(("ok", preflight(app_from_settings(settings))))
     except LayeropsError as exc:
         answers.send(("error", str(exc)))
     except Exception as exc:

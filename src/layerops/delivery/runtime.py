@@ -58,6 +58,7 @@ class ServingRuntime:
     drift: DriftWatcher | None = field(init=False)
     """Checks drift over the recent logged rows (None when nothing is logged)."""
     swap_listeners: list[SwapListener] = field(default_factory=list)
+    _releases_started: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.reloader = Reloader(self.registry, self.loader, on_swap=self._swapped, on_failure=self._failed)
@@ -89,10 +90,13 @@ class ServingRuntime:
             self.prediction_log.close()
 
     def start(self) -> None:
-        """The initiating phase, if nobody ran it yet: load every configured model (blocking)."""
+        """The initiating phase, if nobody ran it yet: load every configured model, then the
+        traffic policies (blocking; raises `LayeropsError`)."""
         if not self.registry.ready():
             self.reloader.load_all(degraded=self.settings.start_degraded)
+        if not self._releases_started:  # a bad traffic file stops start-up here, in one line
             self.releases.start()
+            self._releases_started = True
 
     def _swapped(self, new: ServedModel, old: ServedModel | None) -> None:
         self.metrics.observe_load(new.name, str(new.version), new.load_seconds)
