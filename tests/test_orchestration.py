@@ -25,7 +25,7 @@ from tests.retraining import log_predictions, registered_home, shifted
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOW = ROOT / "examples" / "orchestration" / "prefect_flow.py"
-CRONJOB = ROOT / "deploy" / "k8s" / "retrain-cronjob.yaml"
+CRONJOB = ROOT / "deploy" / "k8s" / "base" / "retrain-cronjob.yaml"
 CRONTAB = ROOT / "deploy" / "retrain.crontab"
 
 
@@ -72,7 +72,7 @@ def _parses(args: list[str]) -> Any:
     return command.make_context(args[0], list(args[1:]), parent=root)
 
 
-def test_the_cronjob_runs_a_real_retrain_command_nightly_with_its_settings_from_a_secret() -> None:
+def test_the_cronjob_runs_a_real_retrain_command_nightly_with_the_log_url_from_a_secret() -> None:
     cronjob = yaml.safe_load(CRONJOB.read_text(encoding="utf-8"))
     assert (cronjob["apiVersion"], cronjob["kind"]) == ("batch/v1", "CronJob")
     spec = cronjob["spec"]
@@ -85,12 +85,12 @@ def test_the_cronjob_runs_a_real_retrain_command_nightly_with_its_settings_from_
     assert pod["restartPolicy"] == "Never"
     (container,) = pod["containers"]
     assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]["memory"]
-    secrets = {
-        e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e
-    }
-    assert secrets == {
-        "LAYEROPS_TRACKING_URI": "layerops-retrain",
-        "LAYEROPS_PREDICTION_LOG": "layerops-retrain",
+    sources = {e["name"]: e["valueFrom"] for e in container["env"] if "valueFrom" in e}
+    assert sources == {
+        "LAYEROPS_TRACKING_URI": {
+            "configMapKeyRef": {"name": "layerops-config", "key": "LAYEROPS_TRACKING_URI"}
+        },
+        "LAYEROPS_PREDICTION_LOG": {"secretKeyRef": {"name": "layerops-database", "key": "prediction-log"}},
     }
 
     command = container["command"]
