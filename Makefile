@@ -101,6 +101,7 @@ bench: env
 	$(UV) sync --frozen --group bench --compile-bytecode
 	$(RUN) --group bench python bench/quality.py
 	$(RUN) python bench/train_overhead.py
+	$(RUN) python bench/dask_train.py
 	command -v wrk >/dev/null || (apt-get install -y wrk || (apt-get update && apt-get install -y wrk))
 	$(RUN) python bench/serve.py
 	$(RUN) python bench/prediction_log.py

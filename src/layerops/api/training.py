@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -29,6 +29,9 @@ from layerops.errors import SpecError
 from layerops.repository.api import ModelVersion
 from layerops.spec import PipelineSpec, load_spec, parse_spec
 from layerops.training.pipeline import Reporter, TrainingResult, leaderboard_rows
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 SpecLike = str | Path | dict[str, Any] | PipelineSpec
 """A spec file path, the spec as a dict (as its YAML would parse), or a `PipelineSpec`."""
@@ -83,6 +86,7 @@ def train(  # noqa: PLR0913 - keyword-only options of a public function
     jobs: int | None = None,
     refit_all: bool | None = None,
     tags: dict[str, str] | None = None,
+    dask: str | Client | None = None,
 ) -> TrainResult:
     """Train every candidate of `spec`, rank them, register the winner as a new version.
 
@@ -92,6 +96,10 @@ def train(  # noqa: PLR0913 - keyword-only options of a public function
     every model trains on (default: the cores this process may run on). `refit_all=True` refits
     the winner on the test split too (default: the spec's `selection.refit_all`, else train +
     validation only). `tags` are added to the new version's (and its run's) lineage tags.
+    `dask` runs each candidate's tuning and fit as a task on a Dask cluster: `"local:N"` (N worker
+    processes on this machine, stopped after the fits), a scheduler address such as
+    `"tcp://scheduler:8786"`, or a `distributed.Client` you keep open; models then train on their
+    worker's threads (or `jobs`). The leaderboard is the one a run in this process gives.
     """
     from layerops.repository.factory import OpenInBackground
     from layerops.training.pipeline import train as run_training
@@ -106,7 +114,7 @@ def train(  # noqa: PLR0913 - keyword-only options of a public function
     opener = (
         OpenInBackground(functools.partial(_context.repository, home, tracking_uri)) if register else None
     )
-    result = run_training(pipeline, opener, reporter=reporter, data=data, jobs=jobs, tags=tags)
+    result = run_training(pipeline, opener, reporter=reporter, data=data, jobs=jobs, tags=tags, dask=dask)
     repository = opener() if opener is not None else None
     if alias is not None and repository is not None and result.version is not None:
         repository.set_alias(pipeline.name, alias, result.version.version, reason="set by layerops.train")

@@ -25,7 +25,7 @@ from rich.console import Console
 from layerops.cli.models import models_app
 from layerops.cli.monitoring import drift as drift_command
 from layerops.cli.monitoring import feedback as feedback_command
-from layerops.cli.options import JobsOption, progress
+from layerops.cli.options import DaskOption, JobsOption, progress
 from layerops.cli.retrain import retrain as retrain_command
 from layerops.cli.serve import serve as serve_command
 from layerops.errors import LayeropsError
@@ -93,7 +93,7 @@ def _progress(quiet: bool) -> AbstractContextManager[Reporter]:
 
 
 @app.command()
-def train(
+def train(  # noqa: PLR0913 - a command's options
     ctx: typer.Context,
     spec_file: Annotated[Path, typer.Argument(help="The pipeline spec (YAML).", show_default=False)],
     register: Annotated[
@@ -113,11 +113,19 @@ def train(
             "selected model's.",
         ),
     ] = False,
+    dask: DaskOption = None,
 ) -> None:
     """Train every candidate of SPEC_FILE, rank them, refit the winner and register it as a new version."""
     from layerops.spec import load_spec
 
     spec = load_spec(spec_file)  # refuse a bad spec before importing the ML stack (seconds)
+    from layerops.training.distributed import SchedulerUnreachableError, probe  # no Dask import
+
+    try:  # a scheduler that is not running fails now, not after the imports
+        if dask is not None:
+            probe(dask)
+    except SchedulerUnreachableError as exc:
+        raise LayeropsError(f"--dask: {exc}") from exc
     if refit_all:
         spec = spec.model_copy(update={"selection": spec.selection.model_copy(update={"refit_all": True})})
     from layerops.cli.progress import final_model_line, leaderboard_table
@@ -134,7 +142,10 @@ def train(
     elif opener is not None:
         prepare_folders(ctx.obj)
     with _progress(quiet) as reporter:
-        result = run_training(spec, opener, reporter=reporter, jobs=jobs)
+        try:
+            result = run_training(spec, opener, reporter=reporter, jobs=jobs, dask=dask)
+        except SchedulerUnreachableError as exc:
+            raise LayeropsError(f"--dask: {exc}") from exc
     repository = opener() if opener is not None else None
     console.print(leaderboard_table(result))
     console.print(final_model_line(result))

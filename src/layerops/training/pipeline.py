@@ -7,6 +7,7 @@ as arguments. Nothing is registered unless every step before registration succee
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -14,74 +15,30 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
 from layerops.bundle import ModelBundle, save_bundle
 from layerops.errors import TrainingError
 from layerops.repository.api import CandidateRun, ModelRepository, ModelVersion, RunInfo, TrainingRun
-from layerops.spec import CandidateSpec, PipelineSpec, Task
+from layerops.spec import PipelineSpec, Task
 from layerops.training import lineage
-from layerops.training.candidates import (
-    default_trial,
-    is_fixed,
-    make_estimator,
-    search_space,
-    serve_on_one_thread,
-    threads_for,
-)
 from layerops.training.cleaning import CleaningPlan, CleaningReport, check_left, learn, screen
 from layerops.training.cores import available_cores
 from layerops.training.dataio import dataset_sha256, training_frame
-from layerops.training.evaluation import ResourceMonitor, measure_latency, predict_outputs, score
+from layerops.training.distributed import on_dask
 from layerops.training.final import FinalModel, Rows, make_bundle, model_bytes, refit
+from layerops.training.fitting import CandidateRunner, InProcess, plan_fits
+from layerops.training.reporting import Reporter, SilentReporter
 from layerops.training.selection import CandidateOutcome, rank
-from layerops.training.transform import (
-    build_preprocessor,
-    encode_target,
-    fold_count,
-    infer_task,
-    prepare_features,
-    split_indices,
-)
-from layerops.training.tuning import Search, tune
+from layerops.training.transform import encode_target, fold_count, infer_task, prepare_features, split_indices
 from layerops.training.validation import validate_frame
 
-
-class Reporter(Protocol):
-    """Receives progress events; the CLI draws them, tests may record them."""
-
-    def stage(self, message: str) -> None:
-        """A pipeline step started (or a note about it)."""
-
-    def candidate_start(self, name: str, trials: int) -> None:
-        """A candidate's tuning starts with at most `trials` trials."""
-
-    def trial(self, name: str, number: int, value: float) -> None:
-        """A trial of candidate `name` finished with score `value`."""
-
-    def candidate_end(self, name: str, metrics: dict[str, float]) -> None:
-        """A candidate was refitted and evaluated."""
-
-
-class SilentReporter:
-    """A reporter that ignores every event."""
-
-    def stage(self, message: str) -> None:
-        """Ignore."""
-
-    def candidate_start(self, name: str, trials: int) -> None:
-        """Ignore."""
-
-    def trial(self, name: str, number: int, value: float) -> None:
-        """Ignore."""
-
-    def candidate_end(self, name: str, metrics: dict[str, float]) -> None:
-        """Ignore."""
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 @dataclass
@@ -124,7 +81,6 @@ class _Run:
     task: Task
     metric: str
     report: Reporter
-    jobs: int
     rows: Rows
     plan: CleaningPlan
     classes: list[str] | None
@@ -134,7 +90,7 @@ RepositorySource = ModelRepository | Callable[[], ModelRepository]
 """A repository, or a callable that returns one when it is first needed (after training)."""
 
 
-def train(
+def train(  # noqa: PLR0913 - keyword-only options of a public function
     spec: PipelineSpec,
     repository: RepositorySource | None,
     *,
@@ -143,6 +99,7 @@ def train(
     expect_sha256: str | None = None,
     jobs: int | None = None,
     tags: dict[str, str] | None = None,
+    dask: str | Client | None = None,
 ) -> TrainingResult:
     """Run the whole pipeline; register the final model in `repository` unless it is None.
 
@@ -153,15 +110,24 @@ def train(
     Every model, and the native BLAS/OpenMP pools under them, use at most `jobs` threads (default:
     the cores this process may run on), so parallel trainings never oversubscribe the machine.
     `tags` are added to the lineage tags of the run and the registered version (e.g. a retrain's).
+    With `dask` (`"local:N"`, a scheduler address or a `distributed.Client`) every candidate's
+    tuning and fit is a task on that cluster, each model on `jobs` threads (default: its worker's);
+    the leaderboard is the one this process computes alone (see `distributed`).
     """
     threads = available_cores() if jobs is None else jobs
     if threads < 1:
         raise TrainingError(f"jobs must be at least 1, not {threads}")
-    with threadpool_limits(limits=threads):
-        return _train(spec, repository, reporter or SilentReporter(), data, expect_sha256, threads, tags)
+    report = reporter or SilentReporter()
+    runner: contextlib.AbstractContextManager[CandidateRunner] = (
+        contextlib.nullcontext(InProcess(threads))
+        if dask is None
+        else on_dask(dask, jobs=jobs, note=report.stage)
+    )
+    with threadpool_limits(limits=threads), runner as candidates:
+        return _train(spec, repository, report, data, expect_sha256, threads, tags, candidates)
 
 
-def _train(
+def _train(  # noqa: PLR0913 - `train`'s options, resolved
     spec: PipelineSpec,
     repository: RepositorySource | None,
     report: Reporter,
@@ -169,6 +135,7 @@ def _train(
     expect_sha256: str | None,
     jobs: int,
     extra_tags: dict[str, str] | None,
+    runner: CandidateRunner,
 ) -> TrainingResult:
     report.stage("loading data")
     raw = training_frame(spec, data)
@@ -177,7 +144,7 @@ def _train(
     validate_frame(raw, spec.validation, target=spec.target)
     screened, cleaning = screen(raw, spec.cleaning, target=spec.target)
     task: Task = spec.task or infer_task(screened[spec.target])
-    run, cleaning = _split_and_clean(spec, task, screened, cleaning, report, jobs)
+    run, cleaning = _split_and_clean(spec, task, screened, cleaning, report)
     for line in cleaning.lines():
         report.stage(f"cleaning: {line}")
     rows = run.rows
@@ -191,7 +158,7 @@ def _train(
         f"{len(rows.test):,} test rows; ranking by {run.metric} on {scored_by}"
     )
     getattr(repository, "start", lambda: None)()  # a background open (OpenInBackground) begins now
-    outcomes = _train_candidates(run)
+    outcomes = runner.fit_all(plan_fits(spec, task, run.metric, rows), spec.candidates, report)
     outcomes = rank(outcomes, run.metric, task, size=model_bytes)
     best = outcomes[0]
     decided = f"; tie broken by {best.tie_break}" if best.tie_break else ""
@@ -250,7 +217,6 @@ def _split_and_clean(
     screened: pd.DataFrame,
     screening: CleaningReport,
     report: Reporter,
-    jobs: int,
 ) -> tuple[_Run, CleaningReport]:
     """Split the screened rows, learn the cleaning on the rows candidates fit on, apply it."""
     y, classes = encode_target(screened[spec.target], task)
@@ -273,82 +239,7 @@ def _split_and_clean(
     check_left(fitted, cleaning, spec.target)
     x = prepare_features(plan.columns(screened).drop(columns=[spec.target]))
     rows = Rows(screened, x, y, train, validation, test, folds, np.asarray(fitted.index))
-    return _Run(spec, task, spec.selection_metric(task), report, jobs, rows, plan, classes), cleaning
-
-
-def _train_candidates(run: _Run) -> list[CandidateOutcome]:
-    """Tune and evaluate every candidate on the same preprocessed rows."""
-    rows = run.rows
-    x_fit = rows.x.loc[rows.fit]
-    preprocessor = build_preprocessor(x_fit, run.spec.transforms).fit(x_fit)
-    x_train = np.asarray(preprocessor.transform(x_fit), dtype=np.float64)
-    if rows.folds:  # no validation split: the folds of the fit rows score the trials
-        x_val, arrays = rows.x.iloc[:0], (x_train, rows.y[rows.fit], x_train[:0], rows.y[:0])
-    else:
-        x_val = rows.x.iloc[rows.validation]
-        x_val_array = np.asarray(preprocessor.transform(x_val), dtype=np.float64)
-        arrays = (x_train, rows.y[rows.fit], x_val_array, rows.y[rows.validation])
-    return [
-        _train_candidate(run, candidate, preprocessor, arrays, x_val) for candidate in run.spec.candidates
-    ]
-
-
-def _train_candidate(
-    run: _Run,
-    candidate: CandidateSpec,
-    preprocessor: Any,
-    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    x_val: pd.DataFrame,
-) -> CandidateOutcome:
-    spec, task, name, rows = run.spec, run.task, candidate.name, run.rows
-    space = search_space(candidate, task)
-    budget = 1 if is_fixed(space) else (candidate.trials or spec.tuning.trials)
-    fixed, unset = default_trial(candidate, task, space)
-    search = Search(
-        metric=run.metric,
-        trials=budget,
-        timeout=spec.tuning.timeout_seconds,
-        folds=rows.folds,
-        repeats=spec.tuning.cv_repeats,
-        seed=spec.seed,
-        jobs=run.jobs,
-        defaults=(fixed, frozenset(unset)) if spec.tuning.defaults_first else None,
-    )
-    run.report.candidate_start(name, budget)
-    with ResourceMonitor() as monitor:
-        tuned = tune(
-            name, task, space, arrays, search, lambda number, value: run.report.trial(name, number, value)
-        )
-        estimator = tuned.model
-        if estimator is None:  # cross-validation fitted folds only: refit on all the tuning rows
-            jobs = threads_for(name, arrays[0].shape, run.jobs)
-            estimator = make_estimator(name, task, dict(tuned.best_params), seed=spec.seed, jobs=jobs)
-            estimator.fit(arrays[0], arrays[1])
-    model = Pipeline([("preprocess", preprocessor), ("model", estimator)])
-    x_test = rows.x.iloc[rows.test]
-    # Score with every core; then serve-friendly: one thread answers a row faster than many.
-    # The tuned model predicted the validation split already (the same preprocessed rows).
-    val_outputs = tuned.val_outputs or (
-        predict_outputs(model, x_val, task) if len(x_val) else (np.empty(0), None)
-    )
-    test_outputs = predict_outputs(model, x_test, task)
-    serve_on_one_thread(estimator)
-    validation = tuned.fold_mean if rows.folds else score(task, arrays[3], *val_outputs)
-    outcome = CandidateOutcome(
-        name,
-        tuned.best_params,
-        validation,
-        score(task, rows.y[rows.test], *test_outputs),
-        measure_latency(model, x_test, task),
-        monitor.metrics(),
-        tuned.trials,
-        model,
-        val_outputs,
-        test_outputs,
-        validation_std=tuned.fold_std,
-    )
-    run.report.candidate_end(name, outcome.flat_metrics())
-    return outcome
+    return _Run(spec, task, spec.selection_metric(task), report, rows, plan, classes), cleaning
 
 
 def _run_params(spec: PipelineSpec, task: Task, metric: str, folds: int) -> dict[str, object]:
