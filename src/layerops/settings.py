@@ -12,6 +12,8 @@ from layerops.errors import LayeropsError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ENV_PREFIX = "LAYEROPS_"
+TRACKING_SERVER_SCHEMES = ("http://", "https://")
+"""Tracking URIs of an MLflow tracking server, which chooses where new experiments keep artifacts."""
 
 
 class Settings(BaseSettings):
@@ -29,7 +31,9 @@ class Settings(BaseSettings):
     """MLflow registry URI; default: the tracking URI."""
 
     artifact_root: str | None = None
-    """Where new experiments store artifacts; default `<home>/artifacts`."""
+    """Where new experiments store artifacts (a folder, `file://`, `s3://bucket/prefix`...); default
+    `<home>/artifacts`, except on an MLflow tracking server (`http(s)://`), whose own default
+    applies (with `--serve-artifacts`, its proxy: clients then need no storage credentials)."""
 
     prediction_log: str = Field(default="", repr=False)
     """Where served predictions are logged and `layerops drift` reads them: empty for Parquet files
@@ -53,10 +57,16 @@ class Settings(BaseSettings):
             return self.tracking_uri
         return f"sqlite:///{self.home.resolve() / 'mlflow.db'}"
 
-    def resolved_artifact_root(self) -> str:
-        """The artifact location for new experiments."""
+    def resolved_artifact_root(self) -> str | None:
+        """The artifact location for new experiments; None leaves it to the tracking server.
+
+        A folder under the home would be wrong there: every client would write artifacts to its
+        own disk, which the server, other clients and the serving replicas never see.
+        """
         if self.artifact_root:
             return self.artifact_root
+        if self.resolved_tracking_uri().lower().startswith(TRACKING_SERVER_SCHEMES):
+            return None
         return (self.home.resolve() / "artifacts").as_uri()
 
 

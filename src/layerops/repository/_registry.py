@@ -17,6 +17,7 @@ from layerops.bundle import ModelBundle, bundle_digest
 from layerops.errors import BundleError, NotFoundError, RepositoryError
 from layerops.numbers import parse_natural
 from layerops.repository import _history
+from layerops.repository._alias_moves import AliasMoves
 from layerops.repository._boundary import translated
 from layerops.repository._cache import fetch_bundle
 from layerops.repository._layout import (
@@ -42,6 +43,7 @@ class Registry:
         self._client = client
         self._uri = uri
         self._cache_dir = cache_dir
+        self._moves = AliasMoves(client)
 
     # -- versions ----------------------------------------------------------------------------
 
@@ -223,8 +225,7 @@ class Registry:
             return change  # nothing moved: nothing to record
         action = f"pointing alias {alias!r} of model {name!r} at version {version}"
         with translated(self._uri, action):
-            self._client.set_registered_model_alias(name, alias, str(version))
-            self._record_change(model, change)
+            self._moves.apply(model, change)
         return change
 
     def remove_alias(
@@ -240,27 +241,8 @@ class Registry:
             name, alias, None, previous, datetime.now(UTC), reason, details=dict(details or {})
         )
         with translated(self._uri, f"removing alias {alias!r} of model {name!r}"):
-            self._client.delete_registered_model_alias(name, alias)
-            self._record_change(model, change)
+            self._moves.apply(model, change)
         return change
-
-    def _record_change(self, model: RegisteredModel, change: AliasChange) -> None:
-        """Write `change`'s history tag; when that fails, put the alias back where it was."""
-        try:
-            key = _history.next_key(dict(model.tags or {}))
-            self._client.set_registered_model_tag(model.name, key, _history.encode(change))
-        except BaseException:
-            self._undo_alias(model.name, change.alias, change.previous)
-            raise
-
-    def _undo_alias(self, name: str, alias: str, previous: int | None) -> None:
-        try:
-            if previous is None:
-                self._client.delete_registered_model_alias(name, alias)
-            else:
-                self._client.set_registered_model_alias(name, alias, str(previous))
-        except Exception:  # noqa: S110 - best effort: the history write error is raised instead
-            pass
 
     def rollback(self, name: str, alias: str = "production", *, reason: str = "") -> AliasChange:
         """Move `alias` one step back through its history (repeated: v3 → v2 → v1)."""

@@ -261,7 +261,8 @@ class ModelRepository(Protocol):
     ) -> AliasChange:
         """Point `alias` at `version`, recording the change (with `details`, the JSON numbers
         behind it, and whether it was `forced` past a gate) in the history. Pointing it where it
-        already points changes and records nothing."""
+        already points changes and records nothing. When processes move one alias at once, each
+        change is recorded once and the alias ends where the history's last entry says."""
         ...
 
     def remove_alias(

@@ -64,7 +64,10 @@ def load_bundle_quickly(settings: Settings, name: str, version: int, *, native: 
             return load_bundle(cached, expected_digest=digest, native=native)
         except BundleError:  # damaged: the repository fetches a fresh copy
             pass
-    return open_repository(settings, create=False).load_bundle(name, version, native=native)
+    # On any other backend the reader already is the repository: connecting again would probe a
+    # tracking server (or database) a second time for nothing.
+    repository = reader if isinstance(reader, ModelRepository) else open_repository(settings, create=False)
+    return repository.load_bundle(name, version, native=native)
 
 
 def _cache_dir(settings: Settings) -> Path:

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 
 from layerops.bundle import ModelBundle
 from layerops.errors import RepositoryUnavailableError
-from layerops.repository._boundary import probe, probe_database, quiet_mlflow_logs, redact
+from layerops.repository._boundary import configure_mlflow, probe, probe_database, redact
 from layerops.repository._layout import (
     BUNDLE_PATH,
     DIGEST_TAG,
@@ -70,7 +70,7 @@ class MlflowRepository:
         cache_dir: Path | None = None,
     ) -> None:
         """Connect (fails fast with `RepositoryUnavailableError` naming an unusable URI)."""
-        quiet_mlflow_logs()
+        configure_mlflow()
         self._uri = tracking_uri
         self._registry_uri = registry_uri or tracking_uri
         artifact_root = _as_uri(artifact_root) if artifact_root else None
