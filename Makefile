@@ -107,6 +107,7 @@ bench: env
 	$(RUN) python bench/prediction_log.py
 	$(RUN) python bench/routing.py
 	$(RUN) python bench/soak.py
+	$(RUN) python bench/batch_predict.py
 
 # schemathesis over a real server's OpenAPI document: thousands of seeded cases (the suite runs 12
 # per operation and mode).

@@ -4,8 +4,8 @@ The Python API is imported on first use, so `import layerops` (and the CLI's `--
 
 >>> import layerops
 >>> sorted(name for name in layerops.__all__ if not name.startswith("_"))
-['Model', 'RetrainResult', 'Server', 'TrainResult', 'drift', 'feedback', 'load', 'models', 'reproduce',
- 'retrain', 'serve', 'train']
+['Model', 'RetrainResult', 'Server', 'TrainResult', 'batch_predict', 'drift', 'feedback', 'load', 'models',
+ 'reproduce', 'retrain', 'serve', 'train']
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         RetrainResult,
         Server,
         TrainResult,
+        batch_predict,
         drift,
         feedback,
         load,
@@ -36,6 +37,7 @@ __all__ = [
     "Server",
     "TrainResult",
     "__version__",
+    "batch_predict",
     "drift",
     "feedback",
     "load",

@@ -8,6 +8,7 @@
 - `layerops.serve(["iris"])` → a running `Server` with `.url` and `.stop()`
 - `layerops.drift("iris", since="2h")` → `DriftReport`; `layerops.feedback("iris", "labels.csv")`
 - `layerops.retrain("iris", "iris.yaml", if_drift=True)` → `RetrainResult` (drift, train, gate, alias)
+- `layerops.batch_predict("iris", "rows.parquet", "scored/", dask="local:2")` → `BatchSummary`
 
 Each name is imported on first use: `layerops.models` reads the registry without importing the
 training stack, pandas or (for the embedded repository) MLflow.
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from layerops.api import models, releases
+    from layerops.api.batch import batch_predict
     from layerops.api.inference import Model, load
     from layerops.api.monitoring import drift, feedback
     from layerops.api.reproduce import reproduce
@@ -32,6 +34,7 @@ __all__ = [
     "RetrainResult",
     "Server",
     "TrainResult",
+    "batch_predict",
     "drift",
     "feedback",
     "load",
@@ -44,6 +47,7 @@ __all__ = [
 ]
 _HOMES = {
     "Model": "layerops.api.inference",
+    "batch_predict": "layerops.api.batch",
     "drift": "layerops.api.monitoring",
     "feedback": "layerops.api.monitoring",
     "load": "layerops.api.inference",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from layerops.cli.batch import batch_predict as batch_predict_command
 from layerops.cli.models import models_app
 from layerops.cli.monitoring import drift as drift_command
 from layerops.cli.monitoring import feedback as feedback_command
@@ -174,6 +175,7 @@ def train(  # noqa: PLR0913 - a command's options
 
 app.command("retrain")(retrain_command)
 app.command("serve")(serve_command)
+app.command("batch-predict")(batch_predict_command)
 app.command("drift")(drift_command)
 app.command("feedback")(feedback_command)
 
